@@ -1,0 +1,1 @@
+"""mailslot: mail between AI coding agents."""

@@ -1,0 +1,388 @@
+"""The command line: a thin skin over the core. Each command parses, calls one function, renders.
+
+Only this module imports click. Heavy modules (git adapter, tmux, watcher) are imported inside the
+commands that need them, so ``mailslot inbox`` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from mailslot import mailroom, store, threads
+from mailslot.errors import MailslotError
+from mailslot.mailroom import Mailroom
+from mailslot.message import PRIORITIES, Message, compose
+
+
+class _Group(click.Group):
+    """Turns every :class:`MailslotError` into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MailslotError as e:
+            click.echo(f"mailslot: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+def _fail(message: str) -> NoReturn:
+    raise click.UsageError(message)
+
+
+def _room(ctx: click.Context) -> Mailroom:
+    root, is_default = mailroom.resolve_root(ctx.obj.get("root"))
+    if is_default and not (root / mailroom.MARKER).exists():
+        from mailslot import vcs
+
+        vcs.init_repo(root)
+        click.echo(f"mailslot: created the default mailroom at {root}", err=True)
+    return mailroom.open_mailroom(root)
+
+
+def _me(room: Mailroom, explicit: str | None = None) -> str:
+    name, _ = mailroom.whoami(room, explicit)
+    return name
+
+
+def _body(message: str | None) -> str:
+    if message is not None:
+        return message
+    if sys.stdin is None or sys.stdin.isatty():
+        _fail("give the body with --message TEXT or on standard input")
+    return sys.stdin.read()
+
+
+def _emit(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+def _age(date: str) -> str:
+    try:
+        seconds = (datetime.now(UTC) - datetime.fromisoformat(date)).total_seconds()
+    except ValueError:
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(int(seconds), 0)}s"
+
+
+def _size(n: int) -> str:
+    return f"{n}B" if n < 1000 else f"{n / 1000:.1f}k"
+
+
+def _fields(msg: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": msg.id, "thread": msg.thread, "from": msg.sender, "to": list(msg.to)}
+    if msg.cc:
+        out["cc"] = list(msg.cc)
+    out.update(subject=msg.subject, date=msg.date)
+    for key, value in (("in-reply-to", msg.in_reply_to), ("priority", msg.priority), ("task", msg.task)):
+        if value:
+            out[key] = value
+    return out
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False),
+    help="The mailroom (default: $MAILSLOT_ROOT, else a per-user one).",
+)
+@click.version_option(package_name="mailslot")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None) -> None:
+    """Mail between coding agents: Markdown files in a git mailroom, with safe taps into tmux panes.
+
+    \b
+    Example:
+      mailslot register alice && mailslot send bob --subject "Review #12" --message "Please look"
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["root"] = root
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(file_okay=False))
+@click.pass_context
+def init(ctx: click.Context, path: str | None) -> None:
+    """Create a mailroom (a git repository) and print its path. Idempotent.
+
+    \b
+    Example:
+      mailslot init ~/work/myproject-mail
+    """
+    from mailslot import vcs
+
+    root = Path(path).expanduser().resolve() if path else mailroom.resolve_root(ctx.obj.get("root"))[0]
+    room = vcs.init_repo(root)
+    click.echo(str(room.root))
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--program",
+    type=click.Choice(mailroom.PROGRAMS),
+    help="The agent program (default: detected, else generic).",
+)
+@click.option("--pane", "target", help="A tmux target to tap (default: the calling pane, $TMUX_PANE).")
+@click.option("--socket", "sock", help="The tmux server socket of --pane (default: the caller's server).")
+@click.option("--no-pane", is_flag=True, help="Register without a pane: mail is stored, never tapped.")
+@click.option("--role", help="A short description, shown by `mailslot agents`.")
+@click.option("--worktree", type=click.Path(file_okay=False), help="The agent's working directory.")
+@click.pass_context
+def register(ctx: click.Context, name: str, program: str | None, target: str | None, sock: str | None,
+             no_pane: bool, role: str | None, worktree: str | None) -> None:  # fmt: skip
+    """Register (or update) agent NAME, recording the tmux pane to tap.
+
+    Inside tmux it records the calling pane ($TMUX_PANE) on the calling server ($TMUX).
+
+    \b
+    Example:
+      mailslot register backend --program claude --role "API and database"
+    """
+    from mailslot import registry
+
+    agent = registry.register(_room(ctx), name, program=program, target=target, sock=sock,
+                              no_pane=no_pane, role=role, worktree=worktree)  # fmt: skip
+    where = f"pane {agent.pane} on {agent.socket}" if agent.pane else "no pane (mail is stored, not tapped)"
+    click.echo(f"registered {agent.name} ({agent.program}, {where})")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per agent.")
+@click.pass_context
+def agents(ctx: click.Context, as_json: bool) -> None:
+    """List registered agents.
+
+    \b
+    Example:
+      mailslot agents --json
+    """
+    for a in mailroom.iter_agents(_room(ctx)):
+        if as_json:
+            _emit({"name": a.name, "program": a.program, "host": a.host, "pane": a.pane,
+                   "socket": a.socket, "role": a.role, "worktree": a.worktree})  # fmt: skip
+        else:
+            click.echo(" ".join(filter(None, [a.name, a.program, a.pane or "-", a.host, a.role or ""])))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def whoami(ctx: click.Context, as_json: bool) -> None:
+    """Print the calling agent's name (--from, $MAILSLOT_AGENT, or the registered pane).
+
+    \b
+    Example:
+      MAILSLOT_AGENT=alice mailslot whoami
+    """
+    name, how = mailroom.whoami(_room(ctx))
+    _emit({"name": name, "via": how}) if as_json else click.echo(name)
+
+
+@cli.command()
+@click.argument("to", nargs=-1, required=True)
+@click.option("--subject", "-s", required=True, help="One line, at most 200 characters.")
+@click.option("--message", "-m", help="The body (Markdown); default: standard input.")
+@click.option("--cc", multiple=True, help="Also deliver to this agent (repeatable).")
+@click.option("--thread", "-t", help="Continue this thread (default: start a new one).")
+@click.option("--priority", type=click.Choice(PRIORITIES), default="normal", show_default=True)
+@click.option("--task", help="An issue-tracker id this mail is about.")
+@click.option("--from", "sender", help="Send as this agent (default: $MAILSLOT_AGENT or your pane's).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def send(ctx: click.Context, to: tuple[str, ...], subject: str, message: str | None, cc: tuple[str, ...],
+         thread: str | None, priority: str, task: str | None, sender: str | None, as_json: bool) -> None:  # fmt: skip
+    """Send a message to one or more agents; print its id and thread.
+
+    \b
+    Example:
+      mailslot send bob carol -s "Schema change" -m "users.email is now unique"
+    """
+    room = _room(ctx)
+    msg = compose(sender=_me(room, sender), to=list(to), cc=list(cc), subject=subject, body=_body(message),
+                  thread=thread, priority=priority, task=task)  # fmt: skip
+    store.deliver(room, msg)
+    _emit({"id": msg.id, "thread": msg.thread, "to": list(msg.recipients)}) if as_json else click.echo(
+        f"{msg.id} {msg.thread}"
+    )
+
+
+@cli.command()
+@click.argument("message_id")
+@click.option("--message", "-m", help="The body; default: standard input.")
+@click.option("--all", "reply_all", is_flag=True, help="Reply to the sender and every other recipient.")
+@click.option("--priority", type=click.Choice(PRIORITIES))
+@click.option("--from", "sender", help="Reply as this agent.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def reply(ctx: click.Context, message_id: str, message: str | None, reply_all: bool, priority: str | None,
+          sender: str | None, as_json: bool) -> None:  # fmt: skip
+    """Reply to a message, in its thread; print the new id and thread.
+
+    \b
+    Example:
+      mailslot reply 20261121T202745123Z-k3f9a2 -m "Done, see commit abc123"
+    """
+    room = _room(ctx)
+    msg = threads.reply(room, message_id, _me(room, sender), _body(message), reply_all=reply_all,
+                        priority=priority)  # fmt: skip
+    _emit({"id": msg.id, "thread": msg.thread, "to": list(msg.recipients)}) if as_json else click.echo(
+        f"{msg.id} {msg.thread}"
+    )
+
+
+@cli.command()
+@click.option("--agent", "-a", help="Whose inbox (default: yours).")
+@click.option("--all", "include_seen", is_flag=True, help="Include mail already seen.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def inbox(ctx: click.Context, agent: str | None, include_seen: bool, as_json: bool) -> None:
+    """List unseen mail, one line each (id, from, age, size, subject), and mark it seen.
+
+    \b
+    Example:
+      mailslot inbox && mailslot read <id>
+    """
+    room = _room(ctx)
+    who = agent or _me(room)
+    found, problems = store.inbox(room, who, include_seen=include_seen)
+    for p in problems:
+        click.echo(f"mailslot: quarantined {room.rel(p.path)}: {p.reason}", err=True)
+    for item in found:
+        m = item.message
+        if as_json:
+            _emit({**_fields(m), "seen": item.seen, "size": len(m.body)})
+        else:
+            flag = " !" if m.urgent else ""
+            click.echo(f"{m.id} {m.sender} {_age(m.date)} {_size(len(m.body))}{flag} {m.subject}")
+    if not found and not as_json:
+        click.echo(f"no {'mail' if include_seen else 'new mail'} for {who}", err=True)
+
+
+@cli.command()
+@click.argument("message_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def read(ctx: click.Context, message_id: str, as_json: bool) -> None:
+    """Print a whole message (front matter and body) and mark it seen.
+
+    \b
+    Example:
+      mailslot read 20261121T202745123Z-k3f9a2
+    """
+    room = _room(ctx)
+    try:
+        reader: str | None = _me(room)
+    except MailslotError:
+        reader = None
+    item = store.read(room, message_id, reader)
+    if as_json:
+        _emit({**_fields(item.message), "body": item.message.body, "path": room.rel(item.path)})
+    else:
+        click.echo(item.message.raw.decode("utf-8"), nl=False)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def thread(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Print every message of a thread (by thread id or any message id), oldest first.
+
+    \b
+    Example:
+      mailslot thread t-k3f9a2q7
+    """
+    room = _room(ctx)
+    tid, msgs, closed = threads.messages(room, ref)
+    if as_json:
+        _emit({"thread": tid, "closed": closed, "messages": [{**_fields(m), "body": m.body} for m in msgs]})
+        return
+    click.echo(f"thread {tid} ({len(msgs)} messages, {'closed' if closed else 'open'})")
+    for m in msgs:
+        click.echo(f"--- {m.id} {m.sender} -> {','.join(m.recipients)} {m.date}\n{m.subject}")
+        click.echo(m.body.strip("\n"))
+
+
+@cli.command(name="threads")
+@click.option("--closed", is_flag=True, help="List closed (archived) threads instead of open ones.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def threads_cmd(ctx: click.Context, closed: bool, as_json: bool) -> None:
+    """List threads, newest activity first: id, messages, unseen, participants, subject.
+
+    \b
+    Example:
+      mailslot threads --closed
+    """
+    for t in threads.list_threads(_room(ctx), closed=closed):
+        if as_json:
+            _emit({"thread": t.thread, "subject": t.subject, "participants": list(t.participants),
+                   "messages": t.count, "unseen": t.unseen, "last": t.last, "closed": t.closed})  # fmt: skip
+        else:
+            click.echo(f"{t.thread} {t.count} msgs {t.unseen} unseen {','.join(t.participants)} {t.subject}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--message", "-m", "note", help="A closing note, archived with the thread.")
+@click.option("--from", "sender", help="Close as this agent.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def close(ctx: click.Context, ref: str, note: str | None, sender: str | None, as_json: bool) -> None:
+    """Close a thread (by thread id or message id): move all its mail to the archive. Idempotent.
+
+    \b
+    Example:
+      mailslot close t-k3f9a2q7 -m "Merged in #42"
+    """
+    room = _room(ctx)
+    try:
+        closer = _me(room, sender)
+    except MailslotError:
+        if note:
+            raise
+        closer = "mailslot"
+    done = threads.close(room, ref, closer, note)
+    if as_json:
+        _emit({"thread": done.thread, "moved": done.moved, "already": done.already})
+    elif done.already:
+        click.echo(f"{done.thread} was already closed")
+    else:
+        click.echo(f"closed {done.thread} ({done.moved} files archived)")
+
+
+@cli.command()
+@click.option("--fix", is_flag=True, help="Quarantine invalid files into rejected/ and commit stray files.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def fsck(ctx: click.Context, fix: bool, as_json: bool) -> None:
+    """Validate every message and agent card; exit 1 if any is invalid (unless --fix).
+
+    \b
+    Example:
+      mailslot fsck --fix
+    """
+    room = _room(ctx)
+    problems = store.fsck(room, fix=fix)
+    for p in problems:
+        if as_json:
+            _emit({"path": room.rel(p.path), "reason": p.reason, "quarantined": fix})
+        else:
+            click.echo(f"{'quarantined ' if fix else ''}{room.rel(p.path)}: {p.reason}")
+    if problems and not fix:
+        ctx.exit(1)
+    if not problems and not as_json:
+        click.echo("ok", err=True)
+
+
+def main() -> None:
+    cli(prog_name="mailslot")

@@ -1,0 +1,260 @@
+"""The message format: a Markdown file with YAML front matter (spec/protocol.md, "Message format").
+
+Files are never rewritten once delivered, so :func:`parse` keeps the exact bytes and :func:`render`
+produces the canonical form that writers emit; for canonical files the two round-trip byte-for-byte.
+This is the only module that imports PyYAML.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from mailslot import names
+from mailslot.errors import InvalidMessage, InvalidName
+
+PROTOCOL = 1
+MAX_BYTES = 1024 * 1024
+MAX_SUBJECT = 200
+PRIORITIES = ("low", "normal", "urgent")
+KNOWN = (
+    "mailslot", "id", "thread", "from", "to", "cc", "subject", "date",
+    "in-reply-to", "priority", "deliver-at", "task",
+)  # fmt: skip
+
+_FRONT = re.compile(r"---\n(.*?\n)?---\n", re.DOTALL)
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message. ``extra`` holds unknown fields in file order; ``raw`` the exact file bytes."""
+
+    id: str
+    thread: str
+    sender: str
+    to: tuple[str, ...]
+    subject: str
+    date: str
+    body: str
+    cc: tuple[str, ...] = ()
+    in_reply_to: str | None = None
+    priority: str | None = None
+    deliver_at: str | None = None
+    task: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    raw: bytes = b""
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """``to`` then ``cc``, without repeats."""
+        return tuple(dict.fromkeys(self.to + self.cc))
+
+    @property
+    def urgent(self) -> bool:
+        return self.priority == "urgent"
+
+    def timestamp(self) -> datetime:
+        return parse_date(self.date)
+
+
+def now_rfc3339() -> str:
+    """The current UTC time as the spec writes it, e.g. ``2026-11-21T20:27:45Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_date(value: str) -> datetime:
+    """Parse an RFC 3339 date with an offset; raise :class:`InvalidMessage` otherwise."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidMessage(f"date {value!r} is not RFC 3339") from None
+    if parsed.tzinfo is None or "T" not in value.upper():
+        raise InvalidMessage(f"date {value!r} needs a time and an offset (Z or +hh:mm)")
+    return parsed
+
+
+def _names(field_name: str, value: object, check: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise InvalidMessage(f"{field_name!r} must be a non-empty list of agent names")
+    try:
+        return tuple(dict.fromkeys(check(v) for v in value))
+    except InvalidName as e:
+        raise InvalidMessage(f"{field_name!r}: {e.message}") from None
+
+
+def _optional_str(meta: dict[str, Any], key: str) -> str | None:
+    value = meta.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidMessage(f"{key!r} must be a string (quote it)")
+    return value
+
+
+def parse(raw: bytes) -> Message:
+    """Parse and validate one message file; raise :class:`InvalidMessage` with the reason."""
+    if len(raw) > MAX_BYTES:
+        raise InvalidMessage(f"file is {len(raw)} bytes, over the {MAX_BYTES}-byte limit")
+    if b"\0" in raw:
+        raise InvalidMessage("file contains NUL bytes (binary, not a message)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidMessage(f"file is not UTF-8 (byte {e.start})") from None
+    text = text.replace("\r\n", "\n") if "\r\n" in text[:8] else text
+    match = _FRONT.match(text)
+    if not match:
+        raise InvalidMessage("no front matter: the file must start with '---' and close it with '---'")
+    try:
+        meta = yaml.load(match.group(1) or "", Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 2}" if mark is not None else ""
+        raise InvalidMessage(f"front matter is not valid YAML{where}") from None
+    if not isinstance(meta, dict):
+        raise InvalidMessage("front matter must be a YAML mapping of fields")
+    return _from_fields(meta, text[match.end() :], raw)
+
+
+def _from_fields(meta: dict[str, Any], body: str, raw: bytes) -> Message:
+    version = meta.get("mailslot")
+    if version != PROTOCOL:
+        raise InvalidMessage(f"'mailslot' must be {PROTOCOL} (the protocol version), got {version!r}")
+    for key in ("id", "thread", "from", "to", "subject", "date"):
+        if key not in meta:
+            raise InvalidMessage(f"missing required field {key!r}")
+    try:
+        mid = names.check_message_id(meta["id"])
+        thread = names.check_thread(meta["thread"])
+        sender = names.check_agent(meta["from"])
+        reply_to = meta.get("in-reply-to")
+        if reply_to is not None:
+            names.check_message_id(reply_to)
+    except InvalidName as e:
+        raise InvalidMessage(e.message) from None
+    subject = meta["subject"]
+    if not isinstance(subject, str) or not subject.strip():
+        raise InvalidMessage("'subject' must be a non-empty string")
+    if len(subject) > MAX_SUBJECT or any(c in subject for c in "\n\r"):
+        raise InvalidMessage(f"'subject' must be one line of at most {MAX_SUBJECT} characters")
+    date = meta["date"]
+    if not isinstance(date, str):
+        raise InvalidMessage("'date' must be a quoted RFC 3339 string, e.g. \"2026-11-21T20:27:45Z\"")
+    parse_date(date)
+    priority = _optional_str(meta, "priority")
+    if priority is not None and priority not in PRIORITIES:
+        raise InvalidMessage(f"'priority' must be one of {', '.join(PRIORITIES)}")
+    deliver_at = _optional_str(meta, "deliver-at")
+    if deliver_at is not None:
+        parse_date(deliver_at)
+    task = meta.get("task")
+    if task is not None and not isinstance(task, str | int):
+        raise InvalidMessage("'task' must be a string")
+    cc = _names("cc", meta["cc"], names.check_agent) if meta.get("cc") is not None else ()
+    return Message(
+        id=mid,
+        thread=thread,
+        sender=sender,
+        to=_names("to", meta["to"], names.check_agent),
+        subject=subject,
+        date=date,
+        body=body,
+        cc=cc,
+        in_reply_to=reply_to,
+        priority=priority,
+        deliver_at=deliver_at,
+        task=None if task is None else str(task),
+        extra={k: v for k, v in meta.items() if k not in KNOWN},
+        raw=raw,
+    )
+
+
+def _scalar(value: Any) -> str:
+    out = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 30)
+    return out.removesuffix("\n").removesuffix("\n...")
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(msg: Message) -> bytes:
+    """The canonical bytes of ``msg`` (known fields in spec order, then ``extra``, then the body)."""
+    lines = ["---", f"mailslot: {PROTOCOL}", f"id: {msg.id}", f"thread: {msg.thread}"]
+    lines.append(f"from: {msg.sender}")
+    lines.append("to: [" + ", ".join(msg.to) + "]")
+    if msg.cc:
+        lines.append("cc: [" + ", ".join(msg.cc) + "]")
+    lines.append(f"subject: {_scalar(msg.subject)}")
+    lines.append(f"date: {_quoted(msg.date)}")
+    if msg.in_reply_to:
+        lines.append(f"in-reply-to: {msg.in_reply_to}")
+    if msg.priority:
+        lines.append(f"priority: {msg.priority}")
+    if msg.deliver_at:
+        lines.append(f"deliver-at: {_quoted(msg.deliver_at)}")
+    if msg.task is not None:
+        lines.append(f"task: {_scalar(msg.task)}")
+    if msg.extra:
+        dumped = yaml.safe_dump(
+            msg.extra, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1 << 30
+        )
+        lines.append(dumped.rstrip("\n"))
+    lines.append("---")
+    return ("\n".join(lines) + "\n" + msg.body).encode("utf-8")
+
+
+def compose(
+    *,
+    sender: str,
+    to: list[str] | tuple[str, ...],
+    subject: str,
+    body: str,
+    thread: str | None = None,
+    cc: list[str] | tuple[str, ...] = (),
+    in_reply_to: str | None = None,
+    priority: str | None = None,
+    task: str | None = None,
+) -> Message:
+    """Build and validate a new message (fresh id and date); its ``raw`` is the canonical bytes."""
+    text = body if body.endswith("\n") or not body else body + "\n"
+    draft = Message(
+        id=names.new_message_id(),
+        thread=thread or names.new_thread_id(),
+        sender=sender,
+        to=tuple(dict.fromkeys(to)),
+        cc=tuple(c for c in dict.fromkeys(cc) if c not in to),
+        subject=subject.strip(),
+        date=now_rfc3339(),
+        body=("\n" + text) if text else "",
+        in_reply_to=in_reply_to,
+        priority=None if priority in (None, "normal") else priority,
+        task=task,
+    )
+    raw = render(draft)
+    return parse(raw)
+
+
+def load_fields(raw: bytes) -> dict[str, Any]:
+    """The front matter of a file as a plain mapping (for files that fail :func:`parse`)."""
+    match = _FRONT.match(raw.decode("utf-8", "replace"))
+    if not match:
+        return {}
+    try:
+        meta = yaml.load(match.group(1) or "", Loader=_Loader)
+    except yaml.YAMLError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """Block-style YAML for agent cards and quarantine reasons."""
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)

@@ -1,0 +1,289 @@
+"""Delivery, reading and quarantine of messages (spec/protocol.md, "Delivery", "Reading").
+
+Delivery is Maildir: each copy is written to ``inbox/<agent>/tmp/`` with O_EXCL, fsynced, and
+hard-linked into ``new/`` (never replacing a file), so a reader never sees a partial message and
+delivery takes no lock. Seeing moves ``new/`` -> ``cur/``. Every change is journaled and, unless
+``commit=False``, group-committed before returning.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailslot import journal, names
+from mailslot.errors import InvalidMessage, NotFound, ThreadClosed
+from mailslot.fsutil import atomic_write, move_noclobber, read_regular, write_new
+from mailslot.mailroom import Mailroom, ensure_inbox, load_agent
+from mailslot.message import Message, dump_yaml, now_rfc3339, parse
+
+# An invalid file younger than this may still be being written by hand; it is skipped, not quarantined.
+GRACE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A message file found on disk: where it is, and what it says."""
+
+    path: Path
+    message: Message
+    agent: str | None  # the inbox it sits in; None in the archive
+    seen: bool
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file that failed validation, and why."""
+
+    path: Path
+    reason: str
+
+
+def commit(room: Mailroom) -> str | None:
+    """Group-commit everything journaled (imports the git adapter lazily)."""
+    from mailslot import vcs
+
+    return vcs.commit_pending(room)
+
+
+def _summary(msg: Message) -> str:
+    return f"mail: {msg.sender} -> {', '.join(msg.recipients)}: {msg.subject}"
+
+
+def deliver(room: Mailroom, msg: Message, *, commit_now: bool = True) -> list[Path]:
+    """Deliver one copy of ``msg`` into the ``new/`` of each recipient; return the paths.
+
+    Raises :class:`NotFound` for an unregistered recipient or sender, :class:`ThreadClosed` if the
+    thread is archived. Concurrent deliveries never clobber each other. Commits unless told not to.
+    """
+    for agent in (msg.sender, *msg.recipients):
+        load_agent(room, agent)
+    if room.is_closed(msg.thread):
+        raise ThreadClosed(
+            f"thread {msg.thread} is closed; start a new thread (omit --thread) to continue",
+            archive=room.rel(room.archive_dir(msg.thread)),
+        )
+    data = msg.raw
+    landed = []
+    for agent in msg.recipients:
+        box = ensure_inbox(room, agent)
+        tmp = box / "tmp" / f"{msg.id}.{os.getpid()}.{secrets.token_hex(4)}"
+        write_new(tmp, data)
+        try:
+            os.link(tmp, box / "new" / f"{msg.id}.md")
+        finally:
+            tmp.unlink(missing_ok=True)
+        landed.append(box / "new" / f"{msg.id}.md")
+    journal.record(room, [room.rel(p) for p in landed], _summary(msg), msg.sender)
+    if commit_now:
+        commit(room)
+    return landed
+
+
+def load(path: Path) -> Message:
+    """Read and validate one message file (no symlinks, no FIFOs, size-capped)."""
+    return parse(read_regular(path))
+
+
+def _files(folder: Path) -> list[Path]:
+    try:
+        entries = os.scandir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    with entries:
+        return sorted(Path(e.path) for e in entries if not e.name.startswith("."))
+
+
+def scan_inbox(room: Mailroom, agent: str, *, seen: bool | None = False) -> Iterator[Stored | Problem]:
+    """Messages in an inbox: unseen (``seen=False``), seen (True) or both (None), oldest first."""
+    box = room.inbox(agent)
+    folders = {False: ["new"], True: ["cur"], None: ["new", "cur"]}[seen]
+    for sub in folders:
+        for path in _files(box / sub):
+            yield _stored(path, agent, sub == "cur")
+
+
+def _stored(path: Path, agent: str | None, seen: bool) -> Stored | Problem:
+    if not names.is_mail_file_name(path.name):
+        return Problem(path, f"file name {path.name!r} does not match the spec (<id>.md, no leading dot)")
+    try:
+        msg = load(path)
+    except InvalidMessage as e:
+        return Problem(path, e.message)
+    except FileNotFoundError:
+        return Problem(path, "vanished")
+    if agent is not None and agent not in msg.recipients:
+        return Problem(path, f"found in the inbox of {agent}, who is not in to/cc")
+    return Stored(path, msg, agent, seen)
+
+
+def iter_inboxes(room: Mailroom) -> list[str]:
+    """Names of the agents that have an inbox directory."""
+    base = room.root / "inbox"
+    try:
+        return sorted(e.name for e in os.scandir(base) if e.is_dir() and names.AGENT_RE.fullmatch(e.name))
+    except FileNotFoundError:
+        return []
+
+
+def iter_archive(room: Mailroom, thread: str | None = None) -> Iterator[Stored | Problem]:
+    """Messages in the archive, of one thread or of all."""
+    if thread is not None:
+        folders = [room.archive_dir(thread)]
+    else:
+        folders = [t for shard in _files(room.root / "archive") for t in _files(shard)]
+    for folder in folders:
+        for path in _files(folder):
+            yield _stored(path, None, True)
+
+
+def quarantine(room: Mailroom, problem: Problem, *, grace: float = GRACE_SECONDS) -> Path | None:
+    """Move a bad file to ``rejected/`` with ``<name>.reason`` beside it; journal both.
+
+    Returns the new path, or None if the file vanished or is younger than ``grace`` seconds (it may
+    still be being written by hand). Does not commit.
+    """
+    if problem.reason == "vanished":
+        return None
+    try:
+        age = time.time() - problem.path.lstat().st_mtime
+    except FileNotFoundError:
+        return None
+    if age < grace:
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    origin = room.rel(problem.path)
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in origin.replace("/", "_"))[-120:]
+    target = room.rejected_dir / f"{stamp}-{safe.lstrip('._-')}"
+    try:
+        landed = move_noclobber(problem.path, target)
+    except FileNotFoundError:
+        return None
+    reason_path = landed.with_name(landed.name + ".reason")
+    atomic_write(
+        reason_path,
+        dump_yaml({"reason": problem.reason, "from": origin, "at": now_rfc3339()}).encode(),
+    )
+    journal.record(
+        room,
+        [origin, room.rel(landed), room.rel(reason_path)],
+        f"reject: {origin}: {problem.reason}"[:200],
+    )
+    return landed
+
+
+def mark_seen(room: Mailroom, items: list[Stored], reader: str) -> list[Stored]:
+    """Move unseen items from ``new/`` to ``cur/``; journal the moves (no commit). Idempotent."""
+    moved, paths = [], []
+    for item in items:
+        if item.seen or item.agent is None:
+            continue
+        target = item.path.parent.parent / "cur" / item.path.name
+        try:
+            landed = move_noclobber(item.path, target)
+        except FileNotFoundError:
+            landed = target  # another reader moved it first
+        paths += [room.rel(item.path), room.rel(landed)]
+        moved.append(Stored(landed, item.message, item.agent, True))
+    if paths:
+        count = len(moved)
+        journal.record(room, paths, f"seen: {reader} read {count} message{'s' * (count != 1)}", reader)
+    return moved
+
+
+def inbox(
+    room: Mailroom, agent: str, *, include_seen: bool = False, mark: bool = True
+) -> tuple[list[Stored], list[Problem]]:
+    """List an agent's mail (unseen, or all), mark the unseen seen, quarantine bad files; commit.
+
+    Returns the messages (oldest first) and the problems found (quarantined unless too fresh).
+    """
+    load_agent(room, agent)
+    found: list[Stored] = []
+    problems: list[Problem] = []
+    for item in scan_inbox(room, agent, seen=None if include_seen else False):
+        if isinstance(item, Problem):
+            if item.reason != "vanished":
+                problems.append(item)
+                quarantine(room, item)
+        else:
+            found.append(item)
+    found.sort(key=lambda s: (s.message.date, s.path.name))
+    if mark:
+        unseen = [s for s in found if not s.seen]
+        moved = {s.message.id: s for s in mark_seen(room, unseen, agent)}
+        found = [moved.get(s.message.id, s) if not s.seen else s for s in found]
+    commit(room)
+    return found, problems
+
+
+def find(room: Mailroom, mid: str, reader: str | None = None) -> Stored:
+    """Find a message by id: the reader's inbox first, then every inbox, then the archive.
+
+    Files named ``<id>.md`` are found without parsing others; raise :class:`NotFound` if absent.
+    """
+    names.check_message_id(mid)
+    agents = iter_inboxes(room)
+    if reader in agents:
+        agents.remove(reader)
+        agents.insert(0, reader)
+    for agent in agents:
+        for sub in ("new", "cur"):
+            path = room.inbox(agent) / sub / f"{mid}.md"
+            if path.exists():
+                item = _stored(path, agent, sub == "cur")
+                if isinstance(item, Stored):
+                    return item
+    for path in (room.root / "archive").glob(f"*/*/{mid}.md"):
+        item = _stored(path, None, True)
+        if isinstance(item, Stored):
+            return item
+    for agent in agents:  # files written by hand under other names
+        for entry in scan_inbox(room, agent, seen=None):
+            if isinstance(entry, Stored) and entry.message.id == mid:
+                return entry
+    for entry in iter_archive(room):
+        if isinstance(entry, Stored) and entry.message.id == mid:
+            return entry
+    raise NotFound(f"no message with id {mid}")
+
+
+def read(room: Mailroom, mid: str, reader: str | None) -> Stored:
+    """Find a message and, if it is unseen in the reader's own inbox, mark it seen and commit."""
+    item = find(room, mid, reader)
+    if reader is not None and item.agent == reader and not item.seen:
+        item = mark_seen(room, [item], reader)[0]
+        commit(room)
+    return item
+
+
+def fsck(room: Mailroom, *, fix: bool = False) -> list[Problem]:
+    """Validate every message file and agent card; with ``fix``, quarantine the bad ones and commit.
+
+    Also commits files written by hand (a sweep) when fixing.
+    """
+    from mailslot.mailroom import _agent_from
+
+    problems: list[Problem] = []
+    for path in _files(room.root / "agents"):
+        try:
+            _agent_from(path)
+        except (InvalidMessage, ValueError) as e:
+            problems.append(Problem(path, str(e)))
+        except OSError as e:
+            problems.append(Problem(path, f"unreadable: {e.strerror}"))
+    for agent in iter_inboxes(room):
+        problems += [p for p in scan_inbox(room, agent, seen=None) if isinstance(p, Problem)]
+    problems += [p for p in iter_archive(room) if isinstance(p, Problem)]
+    if fix:
+        from mailslot import vcs
+
+        for problem in problems:
+            quarantine(room, problem, grace=0.0)
+        vcs.sweep(room)
+    return problems

@@ -1,0 +1,193 @@
+"""The git adapter: create the mailroom repository and group-commit pending changes.
+
+Commits are made with plumbing (``update-index``, ``write-tree``, ``commit-tree``, ``update-ref``) on
+the paths named by the journal, so their cost follows what changed rather than the archive's size.
+Every mutation of the repository takes one lock (``.git/mailslot/git.lock``); whoever holds it
+commits everything pending, so contention makes fewer, larger commits instead of errors.
+
+Hot paths call git through :func:`git` (one subprocess per command); GitPython is imported only by
+:func:`init_repo`, which runs once per mailroom, so ``mailslot inbox`` never pays for it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from filelock import FileLock
+
+from mailslot import journal
+from mailslot.errors import Busy, GitError
+from mailslot.mailroom import Mailroom, write_layout
+from mailslot.message import now_rfc3339
+
+MAIL_DIRS = ("agents", "inbox", "archive", "rejected")
+STALE_INDEX_LOCK_SECONDS = 10.0
+_BOT = "mailslot"
+
+
+def _env(author: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GIT_AUTHOR_NAME=author, GIT_AUTHOR_EMAIL=f"{author}@mailslot",
+        GIT_COMMITTER_NAME=_BOT, GIT_COMMITTER_EMAIL=f"{_BOT}@mailslot",
+        LC_ALL="C",
+    )  # fmt: skip
+    env.pop("GIT_INDEX_FILE", None)
+    env.pop("GIT_DIR", None)
+    env.pop("GIT_WORK_TREE", None)
+    return env
+
+
+def git(
+    room: Mailroom, *args: str, input: bytes | None = None, author: str = _BOT, check: bool = True
+) -> str:
+    """Run ``git -C <root> ARGS``; return stdout; raise :class:`GitError` with git's stderr."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(room.root), *args],
+            input=input, capture_output=True, env=_env(author), check=False,
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH") from None
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"git {args[0]} failed: {err[-1] if err else 'exit ' + str(proc.returncode)}")
+    return proc.stdout.decode(errors="replace")
+
+
+def lock(room: Mailroom, timeout: float = 60.0) -> FileLock:
+    """The mailroom's git lock (a fresh, unacquired handle)."""
+    room.state_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(room.state_dir / "git.lock"), timeout=timeout)
+
+
+def init_repo(root: Path) -> Mailroom:
+    """Create (or adopt) a mailroom at ``root``: git repo on ``main``, layout, first commit.
+
+    Idempotent: an existing mailroom is left as it is. Commits the layout files.
+    """
+    import git as gitpython  # lazily: only `init` pays for GitPython's import
+
+    if not (root / ".git").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        gitpython.Repo.init(root, initial_branch="main")
+    room = write_layout(root)
+    journal.record(room, ["mailslot.yaml", ".gitignore"], "mailroom: create")
+    commit_pending(room)
+    return room
+
+
+def _clear_stale_index_lock(room: Mailroom) -> bool:
+    path = room.git_dir / "index.lock"
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age < STALE_INDEX_LOCK_SECONDS:
+        return False
+    path.unlink(missing_ok=True)
+    return True
+
+
+def _message(entries: list[journal.Entry]) -> tuple[str, str]:
+    lines = [e.summary for e in entries if e.summary] or ["mail: sync"]
+    authors = {e.author for e in entries if e.author}
+    author = authors.pop() if len(authors) == 1 else _BOT
+    if len(lines) == 1:
+        return lines[0] + "\n", author
+    head = f"{lines[0]} (+{len(lines) - 1} more)"
+    return head + "\n\n" + "\n".join(lines) + "\n", author
+
+
+def _update_index(room: Mailroom, paths: list[str]) -> None:
+    data = b"".join(p.encode() + b"\0" for p in paths)
+    for attempt in range(40):
+        try:
+            git(room, "update-index", "--add", "--remove", "-z", "--stdin", input=data)
+            return
+        except GitError as e:
+            if "index.lock" not in e.message:
+                raise
+            if not _clear_stale_index_lock(room):
+                time.sleep(min(0.01 * (attempt + 1), 0.25))
+    raise GitError("git index is locked by another git process (.git/index.lock)")
+
+
+def commit_pending(room: Mailroom, *, timeout: float = 60.0) -> str | None:
+    """Commit every journaled change in one commit; return its sha, or None if nothing changed.
+
+    Takes the git lock (waiting up to ``timeout`` s, else :class:`Busy`). Safe to call from any
+    number of processes at once; a caller whose entry another process already committed returns None.
+    """
+    try:
+        with lock(room, timeout):
+            entries = journal.pending(room)
+            if not entries:
+                return None
+            paths = sorted({p for e in entries for p in e.paths})
+            if paths:
+                _update_index(room, paths)
+            sha = _commit_index(room, *_message(entries))
+            journal.drop(entries)
+            return sha
+    except TimeoutError:
+        raise Busy("the mailroom's git lock is held by another process", lock="git.lock") from None
+
+
+def _commit_index(room: Mailroom, message: str, author: str) -> str | None:
+    tree = git(room, "write-tree").strip()
+    head = git(room, "rev-parse", "-q", "--verify", "HEAD^{commit}", check=False).strip()
+    if head and git(room, "rev-parse", f"{head}^{{tree}}").strip() == tree:
+        return None
+    parents = ["-p", head] if head else []
+    sha = git(room, "commit-tree", tree, *parents, input=message.encode(), author=author).strip()
+    git(
+        room,
+        "update-ref",
+        "-m",
+        f"commit: {message.splitlines()[0]}",
+        "HEAD",
+        sha,
+        *([head] if head else []),
+    )
+    return sha
+
+
+def uncommitted(room: Mailroom) -> list[str]:
+    """Paths under the mail directories that differ from HEAD or are untracked (a full scan)."""
+    out = git(
+        room,
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        "--no-renames",
+        "--",
+        *MAIL_DIRS,
+    )
+    paths = []
+    for item in out.split("\0"):
+        if len(item) > 3:
+            paths.append(item[3:])
+    return paths
+
+
+def sweep(room: Mailroom, summary: str = "mail: sync files written by hand") -> str | None:
+    """Journal every uncommitted change under the mail directories, then commit them all."""
+    paths = uncommitted(room)
+    if paths:
+        journal.record(room, paths, summary)
+    return commit_pending(room)
+
+
+def log_lines(room: Mailroom, limit: int = 50) -> list[str]:
+    """The newest commit subjects, ``<short sha> <subject>``."""
+    out = git(room, "log", f"-{limit}", "--format=%h %s")
+    return out.splitlines()
+
+
+def stamp() -> str:
+    return now_rfc3339()
