@@ -137,8 +137,16 @@ def init(ctx: click.Context, path: str | None) -> None:
 @click.option("--role", help="A short description, shown by `mailslot agents`.")
 @click.option("--worktree", type=click.Path(file_okay=False), help="The agent's working directory.")
 @click.pass_context
-def register(ctx: click.Context, name: str, program: str | None, target: str | None, sock: str | None,
-             no_pane: bool, role: str | None, worktree: str | None) -> None:  # fmt: skip
+def register(
+    ctx: click.Context,
+    name: str,
+    program: str | None,
+    target: str | None,
+    sock: str | None,
+    no_pane: bool,
+    role: str | None,
+    worktree: str | None,
+) -> None:
     """Register (or update) agent NAME, recording the tmux pane to tap.
 
     Inside tmux it records the calling pane ($TMUX_PANE) on the calling server ($TMUX).
@@ -149,8 +157,16 @@ def register(ctx: click.Context, name: str, program: str | None, target: str | N
     """
     from mailslot import registry
 
-    agent = registry.register(_room(ctx), name, program=program, target=target, sock=sock,
-                              no_pane=no_pane, role=role, worktree=worktree)  # fmt: skip
+    agent = registry.register(
+        _room(ctx),
+        name,
+        program=program,
+        target=target,
+        sock=sock,
+        no_pane=no_pane,
+        role=role,
+        worktree=worktree,
+    )
     where = f"pane {agent.pane} on {agent.socket}" if agent.pane else "no pane (mail is stored, not tapped)"
     click.echo(f"registered {agent.name} ({agent.program}, {where})")
 
@@ -167,8 +183,17 @@ def agents(ctx: click.Context, as_json: bool) -> None:
     """
     for a in mailroom.iter_agents(_room(ctx)):
         if as_json:
-            _emit({"name": a.name, "program": a.program, "host": a.host, "pane": a.pane,
-                   "socket": a.socket, "role": a.role, "worktree": a.worktree})  # fmt: skip
+            _emit(
+                {
+                    "name": a.name,
+                    "program": a.program,
+                    "host": a.host,
+                    "pane": a.pane,
+                    "socket": a.socket,
+                    "role": a.role,
+                    "worktree": a.worktree,
+                }
+            )
         else:
             click.echo(" ".join(filter(None, [a.name, a.program, a.pane or "-", a.host, a.role or ""])))
 
@@ -198,8 +223,18 @@ def whoami(ctx: click.Context, as_json: bool) -> None:
 @click.option("--from", "sender", help="Send as this agent (default: $MAILSLOT_AGENT or your pane's).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def send(ctx: click.Context, to: tuple[str, ...], subject: str, message: str | None, cc: tuple[str, ...],
-         thread: str | None, priority: str, task: str | None, sender: str | None, as_json: bool) -> None:  # fmt: skip
+def send(
+    ctx: click.Context,
+    to: tuple[str, ...],
+    subject: str,
+    message: str | None,
+    cc: tuple[str, ...],
+    thread: str | None,
+    priority: str,
+    task: str | None,
+    sender: str | None,
+    as_json: bool,
+) -> None:
     """Send a message to one or more agents; print its id and thread.
 
     \b
@@ -207,8 +242,16 @@ def send(ctx: click.Context, to: tuple[str, ...], subject: str, message: str | N
       mailslot send bob carol -s "Schema change" -m "users.email is now unique"
     """
     room = _room(ctx)
-    msg = compose(sender=_me(room, sender), to=list(to), cc=list(cc), subject=subject, body=_body(message),
-                  thread=thread, priority=priority, task=task)  # fmt: skip
+    msg = compose(
+        sender=_me(room, sender),
+        to=list(to),
+        cc=list(cc),
+        subject=subject,
+        body=_body(message),
+        thread=thread,
+        priority=priority,
+        task=task,
+    )
     store.deliver(room, msg)
     _emit({"id": msg.id, "thread": msg.thread, "to": list(msg.recipients)}) if as_json else click.echo(
         f"{msg.id} {msg.thread}"
@@ -223,8 +266,15 @@ def send(ctx: click.Context, to: tuple[str, ...], subject: str, message: str | N
 @click.option("--from", "sender", help="Reply as this agent.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def reply(ctx: click.Context, message_id: str, message: str | None, reply_all: bool, priority: str | None,
-          sender: str | None, as_json: bool) -> None:  # fmt: skip
+def reply(
+    ctx: click.Context,
+    message_id: str,
+    message: str | None,
+    reply_all: bool,
+    priority: str | None,
+    sender: str | None,
+    as_json: bool,
+) -> None:
     """Reply to a message, in its thread; print the new id and thread.
 
     \b
@@ -232,8 +282,9 @@ def reply(ctx: click.Context, message_id: str, message: str | None, reply_all: b
       mailslot reply 20261121T202745123Z-k3f9a2 -m "Done, see commit abc123"
     """
     room = _room(ctx)
-    msg = threads.reply(room, message_id, _me(room, sender), _body(message), reply_all=reply_all,
-                        priority=priority)  # fmt: skip
+    msg = threads.reply(
+        room, message_id, _me(room, sender), _body(message), reply_all=reply_all, priority=priority
+    )
     _emit({"id": msg.id, "thread": msg.thread, "to": list(msg.recipients)}) if as_json else click.echo(
         f"{msg.id} {msg.thread}"
     )
@@ -325,8 +376,17 @@ def threads_cmd(ctx: click.Context, closed: bool, as_json: bool) -> None:
     """
     for t in threads.list_threads(_room(ctx), closed=closed):
         if as_json:
-            _emit({"thread": t.thread, "subject": t.subject, "participants": list(t.participants),
-                   "messages": t.count, "unseen": t.unseen, "last": t.last, "closed": t.closed})  # fmt: skip
+            _emit(
+                {
+                    "thread": t.thread,
+                    "subject": t.subject,
+                    "participants": list(t.participants),
+                    "messages": t.count,
+                    "unseen": t.unseen,
+                    "last": t.last,
+                    "closed": t.closed,
+                }
+            )
         else:
             click.echo(f"{t.thread} {t.count} msgs {t.unseen} unseen {','.join(t.participants)} {t.subject}")
 
@@ -386,3 +446,109 @@ def fsck(ctx: click.Context, fix: bool, as_json: bool) -> None:
 
 def main() -> None:
     cli(prog_name="mailslot")
+
+
+def _engine_notifier() -> Any:
+    from mailslot.tapper import TmuxNotifier
+
+    return TmuxNotifier()
+
+
+@cli.command()
+@click.option("--rescan", default=30.0, show_default=True, help="Seconds between safety-net rescans.")
+@click.pass_context
+def watch(ctx: click.Context, rescan: float) -> None:
+    """Run the delivery daemon: tap agents when mail arrives, commit files written by hand.
+
+    One per mailroom per host; logs one line per event to stderr; stops on SIGINT/SIGTERM.
+
+    \b
+    Example:
+      mailslot watch 2>> ~/mailslot-watch.log &
+    """
+    from mailslot.daemon import Daemon
+
+    daemon = Daemon(_room(ctx), _engine_notifier(), rescan=rescan)
+    daemon.install_signals()
+    daemon.serve()
+
+
+@cli.command()
+@click.option("--agent", "-a", "only", multiple=True, help="Only these agents (repeatable).")
+@click.option("--hook", help="Set by git hook trampolines: log to .git/mailslot/hooks.log.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def deliver(ctx: click.Context, only: tuple[str, ...], hook: str | None, as_json: bool) -> None:
+    """One delivery pass: commit stray mail, quarantine bad files, tap agents that need it.
+
+    Shares the tap ledger with a running daemon, so the two never tap the same mail twice.
+
+    \b
+    Example:
+      mailslot deliver --json
+    """
+    from mailslot import delivery
+
+    room = _room(ctx)
+    for r in delivery.deliver(room, _engine_notifier(), list(only) or None, hook=hook):
+        outcome = r.outcome.result if r.outcome else "-"
+        if as_json:
+            _emit({"agent": r.agent, "unseen": r.unseen, "decision": r.decision, "tap": outcome})
+        elif r.outcome or r.unseen:
+            click.echo(f"{r.agent} {r.unseen} unseen, {r.decision}, tap: {outcome}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Every agent: pane, detected state, unseen mail, last tap and its outcome, taps left this hour.
+
+    \b
+    Example:
+      mailslot status
+    """
+    from mailslot import delivery
+
+    for s in delivery.status(_room(ctx), _engine_notifier()):
+        if as_json:
+            _emit(s)
+        else:
+            last = f"last tap {s['last_tap']} {s['last_result']}" if s["last_tap"] else "never tapped"
+            click.echo(
+                f"{s['agent']} {s['pane'] or '-'} {s['state']} {s['unseen']} unseen, {last}, "
+                f"{s['taps_left']} taps left"
+            )
+
+
+@cli.group()
+def hooks() -> None:
+    """Git hooks that make mail arriving by git (pull, merge, commit) tap its recipients."""
+
+
+@hooks.command("install")
+@click.pass_context
+def hooks_install(ctx: click.Context) -> None:
+    """Enable the hooks in this mailroom (sets core.hooksPath); print where they are.
+
+    \b
+    Example:
+      mailslot hooks install
+    """
+    from mailslot import hooks_install as hi
+
+    click.echo(str(hi.install(_room(ctx))))
+
+
+@hooks.command("uninstall")
+@click.pass_context
+def hooks_uninstall(ctx: click.Context) -> None:
+    """Disable the hooks in this mailroom.
+
+    \b
+    Example:
+      mailslot hooks uninstall
+    """
+    from mailslot import hooks_install as hi
+
+    hi.uninstall(_room(ctx))

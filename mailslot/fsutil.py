@@ -79,6 +79,8 @@ def move_noclobber(src: Path, dst: Path) -> Path:
     vanished (another process moved it first).
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if stat.S_ISDIR(os.lstat(src).st_mode):
+        return _move_dir(src, dst)  # a directory cannot be hard-linked
     target = dst
     for _ in range(8):
         try:
@@ -94,3 +96,21 @@ def move_noclobber(src: Path, dst: Path) -> Path:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(src)
     return target
+
+
+def _move_dir(src: Path, dst: Path) -> Path:
+    """Move directory ``src`` to a fresh name: reserve it with mkdir (exclusive), then rename over it."""
+    target = dst
+    for _ in range(8):
+        try:
+            target.mkdir()
+        except FileExistsError:
+            target = dst.with_name(f"{dst.stem}-{secrets.token_hex(3)}{dst.suffix}")
+            continue
+        try:
+            os.rename(src, target)  # replaces only the empty directory reserved just above
+        except BaseException:
+            target.rmdir()
+            raise
+        return target
+    raise FileExistsError(dst)

@@ -22,9 +22,19 @@ MAX_BYTES = 1024 * 1024
 MAX_SUBJECT = 200
 PRIORITIES = ("low", "normal", "urgent")
 KNOWN = (
-    "mailslot", "id", "thread", "from", "to", "cc", "subject", "date",
-    "in-reply-to", "priority", "deliver-at", "task",
-)  # fmt: skip
+    "mailslot",
+    "id",
+    "thread",
+    "from",
+    "to",
+    "cc",
+    "subject",
+    "date",
+    "in-reply-to",
+    "priority",
+    "deliver-at",
+    "task",
+)
 
 _FRONT = re.compile(r"---\n(.*?\n)?---\n", re.DOTALL)
 
@@ -177,8 +187,15 @@ def _from_fields(meta: dict[str, Any], body: str, raw: bytes) -> Message:
     )
 
 
+# Line breaks to YAML (NEL, LS, PS) that Python's one-line checks let through. PyYAML writes them
+# raw in plain or single-quoted scalars, where they break the line or fold into a space on reading.
+_YAML_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
 def _scalar(value: Any) -> str:
     out = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 30)
+    if any(c in out for c in _YAML_BREAKS):  # double quotes escape them (\N, \L, \P)
+        out = yaml.safe_dump(value, default_style='"', allow_unicode=True, width=1 << 30)
     return out.removesuffix("\n").removesuffix("\n...")
 
 
@@ -207,6 +224,8 @@ def render(msg: Message) -> bytes:
         dumped = yaml.safe_dump(
             msg.extra, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1 << 30
         )
+        if any(c in dumped for c in _YAML_BREAKS):  # ASCII-only output escapes them
+            dumped = yaml.safe_dump(msg.extra, sort_keys=False, default_flow_style=False, width=1 << 30)
         lines.append(dumped.rstrip("\n"))
     lines.append("---")
     return ("\n".join(lines) + "\n" + msg.body).encode("utf-8")
@@ -258,3 +277,8 @@ def load_fields(raw: bytes) -> dict[str, Any]:
 def dump_yaml(data: dict[str, Any]) -> str:
     """Block-style YAML for agent cards and quarantine reasons."""
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse a YAML document (profiles, ledgers); raises yaml.YAMLError on bad input."""
+    return yaml.load(text, Loader=_Loader)

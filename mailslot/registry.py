@@ -10,9 +10,17 @@ from mailslot.mailroom import Agent, Mailroom, load_agent, save_agent, this_host
 from mailslot.message import now_rfc3339
 
 
-def register(room: Mailroom, name: str, *, program: str | None = None, target: str | None = None,
-             sock: str | None = None, no_pane: bool = False, role: str | None = None,
-             worktree: str | None = None) -> Agent:  # fmt: skip
+def register(
+    room: Mailroom,
+    name: str,
+    *,
+    program: str | None = None,
+    target: str | None = None,
+    sock: str | None = None,
+    no_pane: bool = False,
+    role: str | None = None,
+    worktree: str | None = None,
+) -> Agent:
     """Write the card of agent ``name`` and create its inbox; commit.
 
     The pane is ``target`` resolved on ``sock`` (or on the caller's server), else the caller's own

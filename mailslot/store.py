@@ -51,7 +51,8 @@ def commit(room: Mailroom) -> str | None:
     return vcs.commit_pending(room)
 
 
-def _summary(msg: Message) -> str:
+def summary(msg: Message) -> str:
+    """The commit line of a delivery: ``mail: alice -> bob, carol: Subject``."""
     return f"mail: {msg.sender} -> {', '.join(msg.recipients)}: {msg.subject}"
 
 
@@ -79,7 +80,7 @@ def deliver(room: Mailroom, msg: Message, *, commit_now: bool = True) -> list[Pa
         finally:
             tmp.unlink(missing_ok=True)
         landed.append(box / "new" / f"{msg.id}.md")
-    journal.record(room, [room.rel(p) for p in landed], _summary(msg), msg.sender)
+    journal.record(room, [room.rel(p) for p in landed], summary(msg), msg.sender)
     if commit_now:
         commit(room)
     return landed
@@ -169,11 +170,10 @@ def quarantine(room: Mailroom, problem: Problem, *, grace: float = GRACE_SECONDS
         reason_path,
         dump_yaml({"reason": problem.reason, "from": origin, "at": now_rfc3339()}).encode(),
     )
-    journal.record(
-        room,
-        [origin, room.rel(landed), room.rel(reason_path)],
-        f"reject: {origin}: {problem.reason}"[:200],
-    )
+    paths = [origin, room.rel(landed), room.rel(reason_path)]
+    if landed.is_dir() and not landed.is_symlink():  # files a tracked directory held leave the index
+        paths += [f"{origin}/{p.relative_to(landed).as_posix()}" for p in landed.rglob("*")]
+    journal.record(room, paths, f"reject: {origin}: {problem.reason}"[:200])
     return landed
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 
 from mailslot import journal, names, store
 from mailslot.errors import InvalidName, NotFound
@@ -30,8 +31,9 @@ class ThreadInfo:
     closed: bool
 
 
-def reply(room: Mailroom, mid: str, sender: str, body: str, *, reply_all: bool = False,
-          priority: str | None = None) -> Message:  # fmt: skip
+def reply(
+    room: Mailroom, mid: str, sender: str, body: str, *, reply_all: bool = False, priority: str | None = None
+) -> Message:
     """Reply to message ``mid`` in its thread: to its sender, or with ``reply_all`` to everyone.
 
     Raises :class:`NotFound` for an unknown id, :class:`ThreadClosed` for a closed thread. Commits.
@@ -44,10 +46,24 @@ def reply(room: Mailroom, mid: str, sender: str, body: str, *, reply_all: bool =
     if to == [sender] and not cc:  # replying to your own message goes to its recipients
         to = [a for a in original.to if a != sender] or [sender]
     subject = original.subject if original.subject.lower().startswith("re:") else "Re: " + original.subject
-    msg = compose(sender=sender, to=to, cc=cc, subject=subject[:200], body=body, thread=original.thread,
-                  in_reply_to=original.id, priority=priority, task=original.task)  # fmt: skip
+    msg = compose(
+        sender=sender,
+        to=to,
+        cc=cc,
+        subject=subject[:200],
+        body=body,
+        thread=original.thread,
+        in_reply_to=original.id,
+        priority=priority,
+        task=original.task,
+    )
     store.deliver(room, msg)
     return msg
+
+
+def _order(item: store.Stored) -> tuple[datetime, str]:
+    """Oldest first: by the instant (dates have whole seconds and maybe offsets), then by id."""
+    return item.message.timestamp(), item.message.id
 
 
 def _open_messages(room: Mailroom) -> list[store.Stored]:
@@ -59,7 +75,7 @@ def _open_messages(room: Mailroom) -> list[store.Stored]:
 
 def _summarize(thread: str, items: list[store.Stored], closed: bool) -> ThreadInfo:
     by_id: dict[str, Message] = {}
-    for item in sorted(items, key=lambda s: (s.message.date, s.message.id)):
+    for item in sorted(items, key=_order):
         by_id.setdefault(item.message.id, item.message)
     msgs = list(by_id.values())
     people: dict[str, None] = {}
@@ -76,8 +92,8 @@ def list_threads(room: Mailroom, *, closed: bool = False) -> list[ThreadInfo]:
     for item in source:
         if isinstance(item, store.Stored):
             groups[item.message.thread].append(item)
-    infos = [_summarize(t, items, closed) for t, items in groups.items()]
-    return sorted(infos, key=lambda i: i.last, reverse=True)
+    newest_first = sorted(groups.items(), key=lambda kv: max(map(_order, kv[1])), reverse=True)
+    return [_summarize(t, items, closed) for t, items in newest_first]
 
 
 def resolve_thread(room: Mailroom, ref: str) -> str:
@@ -103,7 +119,7 @@ def messages(room: Mailroom, ref: str) -> tuple[str, list[Message], bool]:
     items = [s for s in store.iter_archive(room, thread) if isinstance(s, store.Stored)]
     items += [s for s in _open_messages(room) if s.message.thread == thread]
     by_id: dict[str, Message] = {}
-    for item in sorted(items, key=lambda s: (s.message.date, s.message.id)):
+    for item in sorted(items, key=_order):
         by_id.setdefault(item.message.id, item.message)
     return thread, list(by_id.values()), room.is_closed(thread)
 
@@ -130,7 +146,7 @@ def close(room: Mailroom, ref: str, closer: str, note: str | None = None) -> Clo
     paths: list[str] = []
     subject = ""
     people: dict[str, None] = {}
-    mine = sorted((s for s in _open_messages(room) if s.message.thread == thread), key=lambda s: s.message.date)
+    mine = sorted((s for s in _open_messages(room) if s.message.thread == thread), key=_order)
     for item in mine:
         msg = item.message
         subject = subject or msg.subject
@@ -147,8 +163,9 @@ def close(room: Mailroom, ref: str, closer: str, note: str | None = None) -> Clo
         paths.append(room.rel(landed))
     if note:
         others = [p for p in people if p != closer] or [closer]
-        last = compose(sender=closer, to=others, subject=f"Closed: {subject or thread}"[:200], body=note,
-                       thread=thread)  # fmt: skip
+        last = compose(
+            sender=closer, to=others, subject=f"Closed: {subject or thread}"[:200], body=note, thread=thread
+        )
         path = target / f"{last.id}.md"
         write_new(path, last.raw)
         os.utime(path)

@@ -64,3 +64,63 @@ def pane_command(pane: str, sock: str | None) -> str | None:
         return resolve_pane(pane, sock)[2]
     except TmuxError:
         return None
+
+
+_PROBE = "\t".join(
+    "#{" + f + "}"
+    for f in (
+        "pane_id",
+        "pane_dead",
+        "pane_current_command",
+        "pane_in_mode",
+        "session_attached",
+        "window_activity",
+    )
+)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One ``display-message`` reading of a pane: is it there, who is in front, is it in a mode."""
+
+    alive: bool
+    command: str = ""
+    in_mode: bool = False
+    attached: bool = False
+    quiet_seconds: float = 0.0
+
+
+def probe(pane: str, sock: str | None) -> Probe:
+    """Read the gate facts of ``pane`` in one tmux command; a missing pane or server is not alive."""
+    import time
+
+    res = run(sock, "display-message", "-p", "-t", pane, _PROBE)
+    if res.returncode != 0 or not res.stdout:
+        return Probe(False)
+    parts = res.stdout[0].split("\t")
+    if len(parts) != 6 or parts[0] != pane or parts[1] == "1":
+        return Probe(False)
+    try:
+        quiet = time.time() - int(parts[5])
+    except ValueError:
+        quiet = 0.0
+    return Probe(True, parts[2], parts[3] == "1", parts[4] not in ("", "0"), quiet)
+
+
+def capture(pane: str, sock: str | None) -> list[str] | None:
+    """The pane's visible lines, or None if it is gone."""
+    res = run(sock, "capture-pane", "-p", "-t", pane)
+    return res.stdout if res.returncode == 0 else None
+
+
+def send_text(pane: str, sock: str | None, text: str) -> bool:
+    """Type ``text`` literally (``send-keys -l``); the caller guarantees it is a checked tap line."""
+    return run(sock, "send-keys", "-t", pane, "-l", "--", text).returncode == 0
+
+
+def send_enter(pane: str, sock: str | None) -> bool:
+    return run(sock, "send-keys", "-t", pane, "Enter").returncode == 0
+
+
+def leave_copy_mode(pane: str, sock: str | None) -> bool:
+    return run(sock, "copy-mode", "-q", "-t", pane).returncode == 0

@@ -12,6 +12,7 @@ Hot paths call git through :func:`git` (one subprocess per command); GitPython i
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -31,10 +32,12 @@ _BOT = "mailslot"
 def _env(author: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        GIT_AUTHOR_NAME=author, GIT_AUTHOR_EMAIL=f"{author}@mailslot",
-        GIT_COMMITTER_NAME=_BOT, GIT_COMMITTER_EMAIL=f"{_BOT}@mailslot",
+        GIT_AUTHOR_NAME=author,
+        GIT_AUTHOR_EMAIL=f"{author}@mailslot",
+        GIT_COMMITTER_NAME=_BOT,
+        GIT_COMMITTER_EMAIL=f"{_BOT}@mailslot",
         LC_ALL="C",
-    )  # fmt: skip
+    )
     env.pop("GIT_INDEX_FILE", None)
     env.pop("GIT_DIR", None)
     env.pop("GIT_WORK_TREE", None)
@@ -48,8 +51,11 @@ def git(
     try:
         proc = subprocess.run(
             ["git", "-C", str(room.root), *args],
-            input=input, capture_output=True, env=_env(author), check=False,
-        )  # fmt: skip
+            input=input,
+            capture_output=True,
+            env=_env(author),
+            check=False,
+        )
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH") from None
     if check and proc.returncode != 0:
@@ -93,7 +99,7 @@ def _clear_stale_index_lock(room: Mailroom) -> bool:
 
 
 def _message(entries: list[journal.Entry]) -> tuple[str, str]:
-    lines = [e.summary for e in entries if e.summary] or ["mail: sync"]
+    lines = list(dict.fromkeys(e.summary for e in entries if e.summary)) or ["mail: sync"]
     authors = {e.author for e in entries if e.author}
     author = authors.pop() if len(authors) == 1 else _BOT
     if len(lines) == 1:
@@ -116,6 +122,30 @@ def _update_index(room: Mailroom, paths: list[str]) -> None:
     raise GitError("git index is locked by another git process (.git/index.lock)")
 
 
+def _indexable(room: Mailroom, paths: list[str]) -> list[str]:
+    """The paths git can record: files, symlinks and deletions; a directory stands for its files.
+
+    FIFOs, sockets and devices are left out (git cannot hold them, and ``git status`` ignores them),
+    so one odd file in the journal can never make every later commit fail.
+    """
+    out: list[str] = []
+    for rel in paths:
+        try:
+            mode = os.lstat(room.root / rel).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            out.append(rel)  # a deletion
+            continue
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            out.append(rel)
+        elif stat.S_ISDIR(mode):
+            for top, dirs, files in os.walk(room.root / rel):
+                for name in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+                    full = Path(top) / name
+                    if stat.S_ISREG(full.lstat().st_mode) or full.is_symlink():
+                        out.append(full.relative_to(room.root).as_posix())
+    return sorted(set(out))
+
+
 def commit_pending(room: Mailroom, *, timeout: float = 60.0) -> str | None:
     """Commit every journaled change in one commit; return its sha, or None if nothing changed.
 
@@ -127,14 +157,36 @@ def commit_pending(room: Mailroom, *, timeout: float = 60.0) -> str | None:
             entries = journal.pending(room)
             if not entries:
                 return None
-            paths = sorted({p for e in entries for p in e.paths})
+            paths = _indexable(room, sorted({p for e in entries for p in e.paths}))
             if paths:
                 _update_index(room, paths)
             sha = _commit_index(room, *_message(entries))
             journal.drop(entries)
-            return sha
     except TimeoutError:
         raise Busy("the mailroom's git lock is held by another process", lock="git.lock") from None
+    if sha:
+        _post_commit(room)
+    return sha
+
+
+def _post_commit(room: Mailroom) -> None:
+    """Plumbing commits run no hooks: start the installed post-commit trampoline ourselves, unless a
+    daemon is watching (it sees the files anyway)."""
+    hook = room.state_dir / "hooks" / "post-commit"
+    if not hook.exists() or os.environ.get("MAILSLOT_NO_HOOKS"):
+        return
+    from mailslot.daemon_lock import is_running
+
+    if is_running(room):
+        return
+    subprocess.Popen(
+        [str(hook)],
+        cwd=room.root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _commit_index(room: Mailroom, message: str, author: str) -> str | None:

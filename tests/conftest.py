@@ -84,6 +84,16 @@ def run() -> Callable[..., Result]:
     return invoke
 
 
+def add_agent(room: Mailroom, agent: Any) -> None:
+    """Write an agent card (e.g. with a made-up pane) and commit it, as `register` would."""
+    from mailslot import journal, store
+    from mailslot.mailroom import save_agent
+
+    path = save_agent(room, agent)
+    journal.record(room, [room.rel(path)], f"agent: register {agent.name}", agent.name)
+    store.commit(room)
+
+
 def git_out(root: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
 
