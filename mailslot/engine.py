@@ -275,11 +275,13 @@ class Engine:
         line = tapline.build(
             agent.name, len(decision.mail), [p.sender for p in decision.mail], nonce, urgent=decision.urgent
         )
+        started = time.monotonic()
         outcome = self.notifier.tap(
             agent.pane or "", agent.socket, profile(agent.program), line, urgent=decision.urgent
         )
         report.outcome = outcome
-        self._settle(agent, decision, nonce, previous, outcome, now)
+        # the backoff counts from when the tap was made, not from when it was claimed
+        self._settle(agent, decision, nonce, previous, outcome, now + time.monotonic() - started)
         if not outcome.typed:
             report.retry_in = _sooner(report.retry_in, GATED_RETRY)
         return report
