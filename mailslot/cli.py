@@ -101,7 +101,7 @@ def cli(ctx: click.Context, root: str | None) -> None:
 
     \b
     Example:
-      mailslot register alice && mailslot send bob --subject "Review #12" --message "Please look"
+      MAILSLOT_AGENT=alice mailslot send bob --subject "Review #12" --message "Please look"
     """
     ctx.ensure_object(dict)
     ctx.obj["root"] = root
@@ -279,7 +279,7 @@ def reply(
 
     \b
     Example:
-      mailslot reply 20261121T202745123Z-k3f9a2 -m "Done, see commit abc123"
+      mailslot reply 20261121T202745123Z-k3fxa2 -m "Done, see commit abc123"
     """
     room = _room(ctx)
     msg = threads.reply(
@@ -327,7 +327,7 @@ def read(ctx: click.Context, message_id: str, as_json: bool) -> None:
 
     \b
     Example:
-      mailslot read 20261121T202745123Z-k3f9a2
+      mailslot read 20261121T202745123Z-k3fxa2
     """
     room = _room(ctx)
     try:
@@ -350,7 +350,7 @@ def thread(ctx: click.Context, ref: str, as_json: bool) -> None:
 
     \b
     Example:
-      mailslot thread t-k3f9a2q7
+      mailslot thread t-k3fva2q7
     """
     room = _room(ctx)
     tid, msgs, closed = threads.messages(room, ref)
@@ -402,7 +402,7 @@ def close(ctx: click.Context, ref: str, note: str | None, sender: str | None, as
 
     \b
     Example:
-      mailslot close t-k3f9a2q7 -m "Merged in #42"
+      mailslot close t-k3fva2q7 -m "Merged in #42"
     """
     room = _room(ctx)
     try:

@@ -78,15 +78,28 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_date(value: str) -> datetime:
-    """Parse an RFC 3339 date with an offset; raise :class:`InvalidMessage` otherwise."""
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def parse_date(value: str, field_name: str = "date") -> datetime:
+    """Parse an RFC 3339 date-time with an offset; raise :class:`InvalidMessage` naming the field."""
+    if not _RFC3339.fullmatch(value):
+        raise InvalidMessage(
+            f"{field_name!r} {value!r} is not an RFC 3339 date-time with an offset, e.g. 2026-11-21T20:27:45Z"
+        )
     try:
-        parsed = datetime.fromisoformat(value)
+        return datetime.fromisoformat(value.upper().replace(" ", "T"))
     except ValueError:
-        raise InvalidMessage(f"date {value!r} is not RFC 3339") from None
-    if parsed.tzinfo is None or "T" not in value.upper():
-        raise InvalidMessage(f"date {value!r} needs a time and an offset (Z or +hh:mm)")
-    return parsed
+        raise InvalidMessage(f"{field_name!r} {value!r} is not a real date") from None
+
+
+def _field(name: str, value: object, check: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidMessage(f"{name!r} must be a string (quote it): got {value!r}")
+    try:
+        return str(check(value))
+    except InvalidName as e:
+        raise InvalidMessage(f"{name!r}: {e.message}") from None
 
 
 def _names(field_name: str, value: object, check: Any) -> tuple[str, ...]:
@@ -94,10 +107,7 @@ def _names(field_name: str, value: object, check: Any) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list) or not value:
         raise InvalidMessage(f"{field_name!r} must be a non-empty list of agent names")
-    try:
-        return tuple(dict.fromkeys(check(v) for v in value))
-    except InvalidName as e:
-        raise InvalidMessage(f"{field_name!r}: {e.message}") from None
+    return tuple(dict.fromkeys(_field(field_name, v, check) for v in value))
 
 
 def _optional_str(meta: dict[str, Any], key: str) -> str | None:
@@ -136,20 +146,17 @@ def parse(raw: bytes) -> Message:
 
 def _from_fields(meta: dict[str, Any], body: str, raw: bytes) -> Message:
     version = meta.get("mailslot")
-    if version != PROTOCOL:
+    if type(version) is not int or version != PROTOCOL:
         raise InvalidMessage(f"'mailslot' must be {PROTOCOL} (the protocol version), got {version!r}")
     for key in ("id", "thread", "from", "to", "subject", "date"):
         if key not in meta:
             raise InvalidMessage(f"missing required field {key!r}")
-    try:
-        mid = names.check_message_id(meta["id"])
-        thread = names.check_thread(meta["thread"])
-        sender = names.check_agent(meta["from"])
-        reply_to = meta.get("in-reply-to")
-        if reply_to is not None:
-            names.check_message_id(reply_to)
-    except InvalidName as e:
-        raise InvalidMessage(e.message) from None
+    mid = _field("id", meta["id"], names.check_message_id)
+    thread = _field("thread", meta["thread"], names.check_thread)
+    sender = _field("from", meta["from"], names.check_agent)
+    reply_to = meta.get("in-reply-to")
+    if reply_to is not None:
+        _field("in-reply-to", reply_to, names.check_message_id)
     subject = meta["subject"]
     if not isinstance(subject, str) or not subject.strip():
         raise InvalidMessage("'subject' must be a non-empty string")
@@ -158,15 +165,15 @@ def _from_fields(meta: dict[str, Any], body: str, raw: bytes) -> Message:
     date = meta["date"]
     if not isinstance(date, str):
         raise InvalidMessage("'date' must be a quoted RFC 3339 string, e.g. \"2026-11-21T20:27:45Z\"")
-    parse_date(date)
+    parse_date(date, "date")
     priority = _optional_str(meta, "priority")
     if priority is not None and priority not in PRIORITIES:
         raise InvalidMessage(f"'priority' must be one of {', '.join(PRIORITIES)}")
     deliver_at = _optional_str(meta, "deliver-at")
     if deliver_at is not None:
-        parse_date(deliver_at)
+        parse_date(deliver_at, "deliver-at")
     task = meta.get("task")
-    if task is not None and not isinstance(task, str | int):
+    if task is not None and (isinstance(task, bool) or not isinstance(task, str | int)):
         raise InvalidMessage("'task' must be a string")
     cc = _names("cc", meta["cc"], names.check_agent) if meta.get("cc") is not None else ()
     return Message(
@@ -205,15 +212,16 @@ def _quoted(value: str) -> str:
 
 def render(msg: Message) -> bytes:
     """The canonical bytes of ``msg`` (known fields in spec order, then ``extra``, then the body)."""
-    lines = ["---", f"mailslot: {PROTOCOL}", f"id: {msg.id}", f"thread: {msg.thread}"]
-    lines.append(f"from: {msg.sender}")
-    lines.append("to: [" + ", ".join(msg.to) + "]")
+    # names such as 123, no or 2026-11-21 are quoted, so YAML reads them back as strings
+    lines = ["---", f"mailslot: {PROTOCOL}", f"id: {_scalar(msg.id)}", f"thread: {_scalar(msg.thread)}"]
+    lines.append(f"from: {_scalar(msg.sender)}")
+    lines.append("to: [" + ", ".join(map(_scalar, msg.to)) + "]")
     if msg.cc:
-        lines.append("cc: [" + ", ".join(msg.cc) + "]")
+        lines.append("cc: [" + ", ".join(map(_scalar, msg.cc)) + "]")
     lines.append(f"subject: {_scalar(msg.subject)}")
     lines.append(f"date: {_quoted(msg.date)}")
     if msg.in_reply_to:
-        lines.append(f"in-reply-to: {msg.in_reply_to}")
+        lines.append(f"in-reply-to: {_scalar(msg.in_reply_to)}")
     if msg.priority:
         lines.append(f"priority: {msg.priority}")
     if msg.deliver_at:

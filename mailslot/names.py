@@ -44,7 +44,7 @@ def check_message_id(mid: object) -> str:
 
 
 def is_mail_file_name(name: str) -> bool:
-    """True for names a reader treats as messages; dotfiles and other names are ignored."""
+    """True for names the spec allows for message files (dotfiles are skipped by readers first)."""
     return FILE_NAME_RE.fullmatch(name) is not None
 
 
@@ -53,13 +53,13 @@ def _random(n: int) -> str:
 
 
 def new_message_id(now: datetime | None = None) -> str:
-    """A time-sortable, collision-resistant id such as ``20261121T202745123Z-k3f9a2``."""
+    """A time-sortable, collision-resistant id such as ``20261121T202745123Z-k3fxa2``."""
     now = now or datetime.now(UTC)
     return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + _random(6)
 
 
 def new_thread_id() -> str:
-    """A fresh thread id such as ``t-k3f9a2q7``."""
+    """A fresh thread id such as ``t-k3fva2q7``."""
     return "t-" + _random(8)
 
 

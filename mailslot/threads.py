@@ -43,8 +43,9 @@ def reply(
     cc: list[str] = []
     if reply_all:
         cc = [a for a in original.recipients if a not in (sender, original.sender)]
-    if to == [sender] and not cc:  # replying to your own message goes to its recipients
+    if to == [sender]:  # replying to your own message goes to its recipients
         to = [a for a in original.to if a != sender] or [sender]
+        cc = [a for a in cc if a not in to]
     subject = original.subject if original.subject.lower().startswith("re:") else "Re: " + original.subject
     msg = compose(
         sender=sender,

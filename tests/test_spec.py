@@ -34,13 +34,13 @@ INVALID = _files("invalid")
 # What each invalid example's error must say: the offending field, or the offending value where the
 # error names a kind of identifier rather than the field.
 EXPECTED = {
-    "bad-deliver-at.md": "'tomorrow' is not RFC 3339",
+    "bad-deliver-at.md": "'deliver-at' 'tomorrow' is not an RFC 3339",
     "bad-in-reply-to.md": "invalid message id '..hidden'",
     "bad-priority.md": "'priority' must be one of low, normal, urgent",
     "bad-yaml.md": "front matter is not valid YAML",
-    "date-not-a-date.md": "date 'yesterday at noon' is not RFC 3339",
-    "date-without-offset.md": "needs a time and an offset",
-    "date-without-time.md": "needs a time and an offset",
+    "date-not-a-date.md": "'date' 'yesterday at noon' is not an RFC 3339 date-time",
+    "date-without-offset.md": "'date' '2026-11-21T09:00:00' is not an RFC 3339 date-time with an offset",
+    "date-without-time.md": "'date' '2026-11-21' is not an RFC 3339 date-time",
     "empty-cc.md": "'cc' must be a non-empty list",
     "empty-subject.md": "'subject' must be a non-empty string",
     "empty-to.md": "'to' must be a non-empty list",
@@ -56,7 +56,7 @@ EXPECTED = {
     "thread-with-slash.md": "invalid thread id 't-q7r2s3t4/../../agents'",
     "to-climbs-out.md": "'to': invalid agent name '../../etc'",
     "to-not-a-list.md": "'to' must be a non-empty list",
-    "to-number.md": "'to': invalid agent name 42",
+    "to-number.md": "'to' must be a string (quote it): got 42",
     "unclosed-front-matter.md": "no front matter",
     "unquoted-date.md": "'date' must be a quoted RFC 3339 string",
     "uppercase-from.md": "invalid agent name 'Alice'",
