@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from mailslot import mailroom, store, threads
-from mailslot.errors import MailslotError
+from mailslot.errors import MailslotError, NotFound
 from mailslot.mailroom import Mailroom
 from mailslot.message import PRIORITIES, Message, compose
 
@@ -199,16 +199,17 @@ def agents(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--from", "sender", help="Check this name instead (as other commands would use it).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def whoami(ctx: click.Context, as_json: bool) -> None:
+def whoami(ctx: click.Context, sender: str | None, as_json: bool) -> None:
     """Print the calling agent's name (--from, $MAILSLOT_AGENT, or the registered pane).
 
     \b
     Example:
       MAILSLOT_AGENT=alice mailslot whoami
     """
-    name, how = mailroom.whoami(_room(ctx))
+    name, how = mailroom.whoami(_room(ctx), sender)
     _emit({"name": name, "via": how}) if as_json else click.echo(name)
 
 
@@ -306,7 +307,8 @@ def inbox(ctx: click.Context, agent: str | None, include_seen: bool, as_json: bo
     who = agent or _me(room)
     found, problems = store.inbox(room, who, include_seen=include_seen)
     for p in problems:
-        click.echo(f"mailslot: quarantined {room.rel(p.path)}: {p.reason}", err=True)
+        what = "quarantined" if not p.path.exists() else "skipped (may still be being written)"
+        click.echo(f"mailslot: {what} {room.rel(p.path)}: {p.reason}", err=True)
     for item in found:
         m = item.message
         if as_json:
@@ -332,7 +334,7 @@ def read(ctx: click.Context, message_id: str, as_json: bool) -> None:
     room = _room(ctx)
     try:
         reader: str | None = _me(room)
-    except MailslotError:
+    except NotFound:
         reader = None
     item = store.read(room, message_id, reader)
     if as_json:
@@ -407,7 +409,7 @@ def close(ctx: click.Context, ref: str, note: str | None, sender: str | None, as
     room = _room(ctx)
     try:
         closer = _me(room, sender)
-    except MailslotError:
+    except NotFound:  # no identity at all: a human closing by hand
         if note:
             raise
         closer = "mailslot"
@@ -523,7 +525,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 @cli.group()
 def hooks() -> None:
-    """Git hooks that make mail arriving by git (pull, merge, commit) tap its recipients."""
+    """Git hooks that make mail arriving by git (pull, merge, commit) tap its recipients.
+
+    \b
+    Example:
+      mailslot hooks install && git pull
+    """
 
 
 @hooks.command("install")

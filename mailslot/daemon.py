@@ -188,7 +188,7 @@ class Daemon:
             self.log(f"quarantined {line}")
         for path in r.archived:
             self.log(f"archived late mail {path} (thread is closed)")
-        if r.outcome is not None:
+        if r.outcome is not None and not r.repeated:
             o = r.outcome
             self.log(
                 f"tap {r.agent}: {o.result}{' (' + o.detail + ')' if o.detail else ''}, {r.unseen} unseen"

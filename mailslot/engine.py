@@ -27,7 +27,8 @@ from mailslot.mailroom import Agent, Mailroom, iter_agents, this_host
 from mailslot.profiles import profile
 from mailslot.tapper import Notifier, Outcome
 
-GATED_RETRY = 1.0  # a tap blocked by a busy agent, a draft or a dialog is tried again this soon
+GATED_RETRY = 1.0  # a tap blocked by a busy agent, a draft or a dialog is tried again this soon,
+GATED_RETRY_MAX = 15.0  # doubling while the same block persists, up to this
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class Report:
     decision: str
     outcome: Outcome | None = None
     retry_in: float | None = None
+    repeated: bool = False  # the same gate blocked this agent's tap last time too
     archived: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
 
@@ -132,6 +134,7 @@ class Engine:
         self.policy = policy or Policy.from_env()
         self.host = this_host()
         self._journaled: dict[str, set[str]] = {}
+        self._blocked: dict[str, tuple[str | None, int]] = {}  # agent -> (gate result, repeats)
 
     # --- mail on disk -------------------------------------------------------------------------
 
@@ -280,15 +283,31 @@ class Engine:
             agent.pane or "", agent.socket, profile(agent.program), line, urgent=decision.urgent
         )
         report.outcome = outcome
-        # the backoff counts from when the tap was made, not from when it was claimed
-        self._settle(agent, decision, nonce, previous, outcome, now + time.monotonic() - started)
         if not outcome.typed:
-            report.retry_in = _sooner(report.retry_in, GATED_RETRY)
+            streak = self._blocked.get(agent.name, (None, 0))
+            count = streak[1] + 1 if streak[0] == outcome.result else 0
+            self._blocked[agent.name] = (outcome.result, count)
+            report.retry_in = _sooner(report.retry_in, min(GATED_RETRY * 2**count, GATED_RETRY_MAX))
+            report.repeated = count > 0
+        else:
+            self._blocked.pop(agent.name, None)
+        # the backoff counts from when the tap was made, not from when it was claimed
+        done = now + time.monotonic() - started
+        self._settle(agent, decision, nonce, previous, outcome, done, log=not report.repeated)
         return report
 
     def _settle(
-        self, agent: Agent, decision: Decision, nonce: str, previous: Any, outcome: Outcome, now: float
+        self,
+        agent: Agent,
+        decision: Decision,
+        nonce: str,
+        previous: Any,
+        outcome: Outcome,
+        now: float,
+        *,
+        log: bool = True,
     ) -> None:
+        """Record a tap's outcome in the ledger (and, unless a repeat of the same block, taps.log)."""
         with ledger.locked(self.room) as data:
             state = ledger.agent_state(data, agent.name)
             if outcome.typed:
@@ -309,6 +328,8 @@ class Engine:
             else:
                 state["outstanding"] = previous
             state["last"] = {"at": now, "result": outcome.result, "nonce": nonce, "detail": outcome.detail}
+        if not log:
+            return
         ledger.log(
             self.room,
             {

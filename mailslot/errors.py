@@ -56,6 +56,7 @@ class GitError(MailslotError):
     """A git command failed; ``stderr`` holds git's own words."""
 
     exit_code = 7
+    stderr = ""
 
 
 class Busy(MailslotError):

@@ -33,13 +33,17 @@ def _dir(room: Mailroom) -> Path:
 
 def record(
     room: Mailroom, paths: list[str] | tuple[str, ...], summary: str, author: str = "mailslot"
-) -> None:
-    """Add an entry for ``paths`` (relative to the root). Safe from any number of processes."""
+) -> Path:
+    """Add an entry for ``paths`` (relative to the root) and return it. Safe from any number of processes.
+
+    The entry exists until a commit includes it, so a caller can tell when its change is committed.
+    """
     folder = _dir(room)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}.json"
     data = json.dumps({"paths": list(paths), "summary": summary, "author": author})
     atomic_write(folder / name, data.encode(), fsync=False)
+    return folder / name
 
 
 def pending(room: Mailroom) -> list[Entry]:

@@ -8,6 +8,7 @@ This is the only module that imports PyYAML.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -162,6 +163,8 @@ def _from_fields(meta: dict[str, Any], body: str, raw: bytes) -> Message:
         raise InvalidMessage("'subject' must be a non-empty string")
     if len(subject) > MAX_SUBJECT or any(c in subject for c in "\n\r"):
         raise InvalidMessage(f"'subject' must be one line of at most {MAX_SUBJECT} characters")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in subject):
+        raise InvalidMessage("'subject' must not contain control characters or line separators")
     date = meta["date"]
     if not isinstance(date, str):
         raise InvalidMessage("'date' must be a quoted RFC 3339 string, e.g. \"2026-11-21T20:27:45Z\"")

@@ -62,6 +62,7 @@ class Screen:
     state: str  # idle | busy | dialog | unknown
     box: str | None
     queued: bool
+    below: str = ""  # the box line and every line under it (a long input wraps onto them)
 
     @property
     def box_empty(self) -> bool:
@@ -104,19 +105,20 @@ def profile(program: str) -> Profile:
 def read_screen(prof: Profile, lines: list[str]) -> Screen:
     """Classify a pane's visible lines: dialog wins over busy, busy over idle."""
     text = "\n".join(lines)
-    box = None
-    for line in reversed(lines):
-        match = prof.input.match(line)
+    box, below = None, ""
+    for index in range(len(lines) - 1, -1, -1):
+        match = prof.input.match(lines[index])
         if match:
             box = match.group(1).strip()
             if prof.placeholder and box == prof.placeholder:
                 box = ""
+            below = "\n".join(lines[index:])
             break
     queued = any(p.search(text) for p in prof.queued)
     if any(p.search(text) for p in prof.dialog):
-        return Screen("dialog", box, queued)
+        return Screen("dialog", box, queued, below)
     if any(p.search(text) for p in prof.busy):
-        return Screen("busy", box, queued)
+        return Screen("busy", box, queued, below)
     if box is not None and any(p.search(text) for p in prof.idle):
-        return Screen("idle", box, queued)
-    return Screen("unknown", box, queued)
+        return Screen("idle", box, queued, below)
+    return Screen("unknown", box, queued, below)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailslot import journal, names
-from mailslot.errors import InvalidMessage, NotFound, ThreadClosed
+from mailslot.errors import InvalidMessage, MailslotError, NotFound, ThreadClosed
 from mailslot.fsutil import atomic_write, move_noclobber, read_regular, write_new
 from mailslot.mailroom import Mailroom, ensure_inbox, load_agent
 from mailslot.message import Message, dump_yaml, now_rfc3339, parse
@@ -44,11 +44,11 @@ class Problem:
     reason: str
 
 
-def commit(room: Mailroom) -> str | None:
-    """Group-commit everything journaled (imports the git adapter lazily)."""
+def commit(room: Mailroom, mine: Path | None = None) -> str | None:
+    """Group-commit everything journaled (imports the git adapter lazily); see ``vcs.commit_pending``."""
     from mailslot import vcs
 
-    return vcs.commit_pending(room)
+    return vcs.commit_pending(room, mine=mine)
 
 
 def summary(msg: Message) -> str:
@@ -66,23 +66,27 @@ def deliver(room: Mailroom, msg: Message, *, commit_now: bool = True) -> list[Pa
         load_agent(room, agent)
     if room.is_closed(msg.thread):
         raise ThreadClosed(
-            f"thread {msg.thread} is closed; start a new thread (omit --thread) to continue",
+            f"thread {msg.thread} is closed; send a new message (a new thread) to continue",
             archive=room.rel(room.archive_dir(msg.thread)),
         )
     data = msg.raw
-    landed = []
+    landed: list[Path] = []
     for agent in msg.recipients:
         box = ensure_inbox(room, agent)
         tmp = box / "tmp" / f"{msg.id}.{os.getpid()}.{secrets.token_hex(4)}"
         write_new(tmp, data)
         try:
             os.link(tmp, box / "new" / f"{msg.id}.md")
+        except FileExistsError:
+            if landed:
+                journal.record(room, [room.rel(p) for p in landed], summary(msg), msg.sender)
+            raise MailslotError(f"a message with id {msg.id} is already in the inbox of {agent}") from None
         finally:
             tmp.unlink(missing_ok=True)
         landed.append(box / "new" / f"{msg.id}.md")
-    journal.record(room, [room.rel(p) for p in landed], summary(msg), msg.sender)
+    entry = journal.record(room, [room.rel(p) for p in landed], summary(msg), msg.sender)
     if commit_now:
-        commit(room)
+        commit(room, entry)
     return landed
 
 
@@ -213,7 +217,7 @@ def inbox(
                 quarantine(room, item)
         else:
             found.append(item)
-    found.sort(key=lambda s: (s.message.date, s.path.name))
+    found.sort(key=lambda s: (s.message.timestamp(), s.path.name))  # instants: offsets may differ
     if mark:
         unseen = [s for s in found if not s.seen]
         moved = {s.message.id: s for s in mark_seen(room, unseen, agent)}

@@ -51,7 +51,8 @@ def _screen(pane: str, sock: str | None, prof: Profile) -> Screen | None:
 
 
 def _nonce_in_box(screen: Screen | None, nonce: str) -> bool:
-    return screen is not None and screen.box is not None and nonce in screen.box
+    """Is the tap still waiting in the input box? (Also when the box wrapped it onto more lines.)"""
+    return screen is not None and screen.box is not None and nonce in screen.below
 
 
 class TmuxNotifier:

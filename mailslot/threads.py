@@ -174,7 +174,7 @@ def close(room: Mailroom, ref: str, closer: str, note: str | None = None) -> Clo
     moved = len([p for p in paths if p.startswith("archive/")])
     if paths or not already:
         label = f" {subject!r}" if subject else ""
-        what = f"close: {closer} closed {thread}{label} ({len(kept)} messages)"
+        what = f"close: {closer} closed {thread}{label} ({len(kept)} message{'s' * (len(kept) != 1)})"
         journal.record(
             room,
             paths or [room.rel(target)],

@@ -15,9 +15,12 @@ import os
 import stat
 import subprocess
 import time
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from filelock import FileLock
+from filelock import AcquireReturnProxy, FileLock, Timeout
 
 from mailslot import journal
 from mailslot.errors import Busy, GitError
@@ -27,6 +30,7 @@ from mailslot.message import now_rfc3339
 MAIL_DIRS = ("agents", "inbox", "archive", "rejected")
 STALE_INDEX_LOCK_SECONDS = 10.0
 _BOT = "mailslot"
+T = TypeVar("T")
 
 
 def _env(author: str) -> dict[str, str]:
@@ -59,9 +63,32 @@ def git(
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH") from None
     if check and proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise GitError(f"git {args[0]} failed: {err[-1] if err else 'exit ' + str(proc.returncode)}")
+        stderr = proc.stderr.decode(errors="replace").strip()
+        lines = stderr.splitlines()
+        first = next(
+            (line for line in lines if line.startswith(("fatal:", "error:"))), lines[-1] if lines else ""
+        )
+        error = GitError(f"git {args[0]} failed: {first or 'exit ' + str(proc.returncode)}")
+        error.stderr = stderr
+        raise error
     return proc.stdout.decode(errors="replace")
+
+
+_CONTENDED = ("index.lock", "cannot lock ref", "but expected")
+
+
+def _retrying(room: Mailroom, action: Callable[[], T]) -> T:
+    """Run ``action``, retrying while another git process holds the index or HEAD (a human's
+    ``git status`` or ``git commit``); a stale ``index.lock`` left by a crashed git is removed."""
+    for attempt in range(60):
+        try:
+            return action()
+        except GitError as e:
+            if not any(word in e.stderr for word in _CONTENDED):
+                raise
+            if not _clear_stale_index_lock(room):
+                time.sleep(min(0.01 * (attempt + 1), 0.25))
+    raise GitError("git index is locked by another git process (.git/index.lock)")
 
 
 def lock(room: Mailroom, timeout: float = 60.0) -> FileLock:
@@ -98,8 +125,13 @@ def _clear_stale_index_lock(room: Mailroom) -> bool:
     return True
 
 
+def _one_line(text: str) -> str:
+    """A summary as one line git accepts: control characters (NUL, ESC, line breaks) become ``?``."""
+    return "".join("?" if unicodedata.category(c) == "Cc" or c in "\u2028\u2029" else c for c in text)
+
+
 def _message(entries: list[journal.Entry]) -> tuple[str, str]:
-    lines = list(dict.fromkeys(e.summary for e in entries if e.summary)) or ["mail: sync"]
+    lines = list(dict.fromkeys(_one_line(e.summary) for e in entries if e.summary)) or ["mail: sync"]
     authors = {e.author for e in entries if e.author}
     author = authors.pop() if len(authors) == 1 else _BOT
     if len(lines) == 1:
@@ -110,16 +142,7 @@ def _message(entries: list[journal.Entry]) -> tuple[str, str]:
 
 def _update_index(room: Mailroom, paths: list[str]) -> None:
     data = b"".join(p.encode() + b"\0" for p in paths)
-    for attempt in range(40):
-        try:
-            git(room, "update-index", "--add", "--remove", "-z", "--stdin", input=data)
-            return
-        except GitError as e:
-            if "index.lock" not in e.message:
-                raise
-            if not _clear_stale_index_lock(room):
-                time.sleep(min(0.01 * (attempt + 1), 0.25))
-    raise GitError("git index is locked by another git process (.git/index.lock)")
+    _retrying(room, lambda: git(room, "update-index", "--add", "--remove", "-z", "--stdin", input=data))
 
 
 def _indexable(room: Mailroom, paths: list[str]) -> list[str]:
@@ -146,21 +169,40 @@ def _indexable(room: Mailroom, paths: list[str]) -> list[str]:
     return sorted(set(out))
 
 
-def commit_pending(room: Mailroom, *, timeout: float = 60.0) -> str | None:
+def _acquire(room: Mailroom, timeout: float, mine: Path | None) -> AcquireReturnProxy[FileLock] | None:
+    """Take the git lock; or None as soon as the entry ``mine`` is gone (the holder committed it)."""
+    handle = lock(room, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return handle.acquire(timeout=0.02, poll_interval=0.002)
+        except Timeout:
+            if mine is not None and not os.path.exists(mine):
+                return None
+            if time.monotonic() >= deadline:
+                raise
+
+
+def commit_pending(room: Mailroom, *, timeout: float = 60.0, mine: Path | None = None) -> str | None:
     """Commit every journaled change in one commit; return its sha, or None if nothing changed.
 
     Takes the git lock (waiting up to ``timeout`` s, else :class:`Busy`). Safe to call from any
     number of processes at once; a caller whose entry another process already committed returns None.
+    With ``mine`` (the caller's journal entry) it stops waiting for the lock once another process
+    has committed that entry, so writers under contention share commits instead of queueing for one each.
     """
     try:
-        with lock(room, timeout):
+        held = _acquire(room, timeout, mine)
+        if held is None:
+            return None
+        with held:
             entries = journal.pending(room)
             if not entries:
                 return None
             paths = _indexable(room, sorted({p for e in entries for p in e.paths}))
             if paths:
                 _update_index(room, paths)
-            sha = _commit_index(room, *_message(entries))
+            sha = _retrying(room, lambda: _commit_index(room, *_message(entries)))
             journal.drop(entries)
     except TimeoutError:
         raise Busy("the mailroom's git lock is held by another process", lock="git.lock") from None
@@ -212,6 +254,7 @@ def uncommitted(room: Mailroom) -> list[str]:
     """Paths under the mail directories that differ from HEAD or are untracked (a full scan)."""
     out = git(
         room,
+        "--no-optional-locks",  # never take index.lock from under a concurrent commit
         "status",
         "--porcelain=v1",
         "-z",
