@@ -2,7 +2,9 @@
 
 Files are never rewritten once delivered, so :func:`parse` keeps the exact bytes and :func:`render`
 produces the canonical form that writers emit; for canonical files the two round-trip byte-for-byte.
-This is the only module that imports PyYAML.
+This is the only module that imports PyYAML. It does not use python-frontmatter: that library
+strips the body (breaking byte-exact round trips) and returns empty metadata for malformed front
+matter instead of an error (so bad files could not be quarantined with a reason).
 """
 
 from __future__ import annotations
