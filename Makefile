@@ -14,7 +14,7 @@ check-tools:
 $(STAMP): pyproject.toml | check-tools
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,lint]'
+	$(BIN)/pip install --quiet --config-settings editable_mode=compat -e '.[test,lint]'
 	touch $(STAMP)
 
 test: check-tools $(STAMP)

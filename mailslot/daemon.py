@@ -23,7 +23,7 @@ from mailslot import store
 from mailslot.daemon_lock import daemon_lock
 from mailslot.engine import Engine, Policy, Report
 from mailslot.errors import Busy, MailslotError
-from mailslot.mailroom import Mailroom, iter_agents
+from mailslot.mailroom import Mailroom, iter_agents, load_agent
 from mailslot.tapper import Notifier
 from mailslot.watcher import ALL, Watcher
 
@@ -164,7 +164,7 @@ class Daemon:
 
     def _job(self, name: str) -> Report:
         try:
-            card = next((a for a in iter_agents(self.room) if a.name == name), None)
+            card = load_agent(self.room, name) if self.room.card_path(name).is_file() else None
             if card is None:
                 _, report = self.engine.collect(name)
             else:

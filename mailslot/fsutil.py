@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from mailslot.errors import InvalidMessage
 
 def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """Replace ``path`` with ``data`` via a temporary sibling and rename; readers see old or new."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.write(fd, data)
@@ -88,7 +87,7 @@ def move_noclobber(src: Path, dst: Path) -> Path:
         except FileExistsError:
             if os.path.samestat(os.lstat(target), os.lstat(src)):
                 break  # a concurrent mover linked it already; finish its move
-            target = dst.with_name(f"{dst.stem}-{secrets.token_hex(3)}{dst.suffix}")
+            target = dst.with_name(f"{dst.stem}-{os.urandom(3).hex()}{dst.suffix}")
             continue
         break
     else:
@@ -105,7 +104,7 @@ def _move_dir(src: Path, dst: Path) -> Path:
         try:
             target.mkdir()
         except FileExistsError:
-            target = dst.with_name(f"{dst.stem}-{secrets.token_hex(3)}{dst.suffix}")
+            target = dst.with_name(f"{dst.stem}-{os.urandom(3).hex()}{dst.suffix}")
             continue
         try:
             os.rename(src, target)  # replaces only the empty directory reserved just above

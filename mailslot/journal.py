@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ def record(
     """
     folder = _dir(room)
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}.json"
+    name = f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(3).hex()}.json"
     data = json.dumps({"paths": list(paths), "summary": summary, "author": author})
     atomic_write(folder / name, data.encode(), fsync=False)
     return folder / name

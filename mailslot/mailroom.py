@@ -6,7 +6,6 @@ Opening a mailroom reads nothing but a marker file; nothing here imports git or 
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,7 +198,7 @@ def iter_agents(room: Mailroom) -> Iterator[Agent]:
 
 
 def this_host() -> str:
-    return os.environ.get("MAILSLOT_HOST") or socket.gethostname()
+    return os.environ.get("MAILSLOT_HOST") or os.uname().nodename
 
 
 def tmux_env() -> tuple[str, str] | None:

@@ -9,7 +9,6 @@ delivery takes no lock. Seeing moves ``new/`` -> ``cur/``. Every change is journ
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,7 +72,7 @@ def deliver(room: Mailroom, msg: Message, *, commit_now: bool = True) -> list[Pa
     landed: list[Path] = []
     for agent in msg.recipients:
         box = ensure_inbox(room, agent)
-        tmp = box / "tmp" / f"{msg.id}.{os.getpid()}.{secrets.token_hex(4)}"
+        tmp = box / "tmp" / f"{msg.id}.{os.getpid()}.{os.urandom(4).hex()}"
         write_new(tmp, data)
         try:
             os.link(tmp, box / "new" / f"{msg.id}.md")

@@ -8,21 +8,20 @@ other message-derived text can appear in it.
 from __future__ import annotations
 
 import re
-import secrets
 
 from mailslot import names
 
-MAX_LEN = 150
+MAX_LEN = 120  # bytes typed per tap, at most
 _FORBIDDEN_START = "!/#@?>-"
 _FORBIDDEN = set(";$`|&<>'\"\\")
 _GRAMMAR = re.compile(
-    r"\[mailslot\]( URGENT)? [0-9]{1,2}\+? new for [a-z0-9_-]+ from ([a-z0-9_,+-]+|[0-9]+ agents)\. "
+    r"\[mailslot\]( URGENT)? [0-9]{1,2}\+? new from ([a-z0-9_,+-]+|[0-9]+ agents)\. "
     r"Run: mailslot inbox -a [a-z0-9_-]+ #t[a-z0-9]{4}"
 )
 
 
 def new_nonce() -> str:
-    return "t" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(4))
+    return "t" + names.token(4)
 
 
 def build(agent: str, count: int, senders: list[str], nonce: str, *, urgent: bool = False) -> str:
@@ -35,8 +34,8 @@ def build(agent: str, count: int, senders: list[str], nonce: str, *, urgent: boo
         who = ",".join(unique[:keep]) + (f",+{len(unique) - keep}" if len(unique) > keep else "")
         if keep == 0:
             who = f"{len(unique)} agents"
-        line = f"{prefix} {shown} new for {agent} from {who}. Run: mailslot inbox -a {agent} #{nonce}"
-        if len(line) < MAX_LEN:
+        line = f"{prefix} {shown} new from {who}. Run: mailslot inbox -a {agent} #{nonce}"
+        if len(line) <= MAX_LEN:
             break
     check(line)
     return line
@@ -44,7 +43,7 @@ def build(agent: str, count: int, senders: list[str], nonce: str, *, urgent: boo
 
 def check(line: str) -> str:
     """Raise ValueError unless ``line`` is a safe tap line (printable ASCII, the fixed grammar)."""
-    if len(line) >= MAX_LEN:
+    if len(line) > MAX_LEN:
         raise ValueError("tap line too long")
     if not line.isascii() or not line.isprintable():
         raise ValueError("tap line must be printable ASCII")

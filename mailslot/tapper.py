@@ -63,7 +63,7 @@ class TmuxNotifier:
         self.verify = verify
 
     def _gate(self, pane: str, sock: str | None, prof: Profile, urgent: bool) -> Outcome | None:
-        probe = tmux.probe(pane, sock)
+        probe, lines = tmux.probe_and_capture(pane, sock)
         if not probe.alive:
             return Outcome("gone", False, "pane or server not found")
         if not prof.is_agent_process(probe.command):
@@ -73,10 +73,12 @@ class TmuxNotifier:
             if probe.attached:
                 return Outcome("copy-mode", False, "a human is in copy mode")
             tmux.leave_copy_mode(pane, sock)
-            if tmux.probe(pane, sock).in_mode:
+            probe, lines = tmux.probe_and_capture(pane, sock)
+            if probe.in_mode:
                 return Outcome("copy-mode", False, "could not leave copy mode")
         for attempt in range(2):
-            screen = _screen(pane, sock, prof)
+            screen = read_screen(prof, lines) if lines is not None else None
+            lines = None
             if screen is None:
                 return Outcome("gone", False, "capture failed")
             if screen.state == "dialog":
@@ -89,6 +91,9 @@ class TmuxNotifier:
                 return Outcome("draft", False, "the input box is not empty")
             if attempt == 0 and probe.quiet_seconds < 2 and screen.state == "idle":
                 time.sleep(self.confirm)  # idle must hold on a second read unless the pane is quiet
+                probe, lines = tmux.probe_and_capture(pane, sock)
+                if not prof.is_agent_process(probe.command):
+                    return Outcome("shell" if is_shell(probe.command) else "gone", False, "agent left")
                 continue
             break
         return None

@@ -92,12 +92,23 @@ class Probe:
 
 def probe(pane: str, sock: str | None) -> Probe:
     """Read the gate facts of ``pane`` in one tmux command; a missing pane or server is not alive."""
+    res = run(sock, "display-message", "-p", "-t", pane, _PROBE)
+    return _probe(pane, res.stdout[0] if res.returncode == 0 and res.stdout else "")
+
+
+def probe_and_capture(pane: str, sock: str | None) -> tuple[Probe, list[str] | None]:
+    """:func:`probe` and :func:`capture` in one tmux client (one process instead of two)."""
+    res = run(sock, "display-message", "-p", "-t", pane, _PROBE, ";", "capture-pane", "-p", "-t", pane)
+    if res.returncode != 0 or not res.stdout:
+        return Probe(False), None
+    found = _probe(pane, res.stdout[0])
+    return found, (res.stdout[1:] if found.alive else None)
+
+
+def _probe(pane: str, line: str) -> Probe:
     import time
 
-    res = run(sock, "display-message", "-p", "-t", pane, _PROBE)
-    if res.returncode != 0 or not res.stdout:
-        return Probe(False)
-    parts = res.stdout[0].split("\t")
+    parts = line.split("\t")
     if len(parts) != 6 or parts[0] != pane or parts[1] == "1":
         return Probe(False)
     try:

@@ -35,7 +35,7 @@ def test_one_mail_one_tap_and_no_second_tap_until_read(paned: Mailroom) -> None:
     send(paned)
     engine.run(["bob"])
     assert rec.count == 1
-    assert rec.lines[0].startswith("[mailslot] 1 new for bob from alice.")
+    assert rec.lines[0].startswith("[mailslot] 1 new from alice.")
     engine.run(["bob"])
     engine.run()
     assert rec.count == 1, "unread mail must not be tapped again before the backoff"
@@ -52,7 +52,7 @@ def test_burst_of_ten_is_one_tap(paned: Mailroom) -> None:
     for i in range(10):
         send(paned, subject=f"m{i}")
     Engine(paned, rec, Policy()).run()
-    assert rec.lines == [rec.lines[0]] and " 10 new for bob " in rec.lines[0]
+    assert rec.lines == [rec.lines[0]] and " 10 new from alice." in rec.lines[0]
 
 
 def test_unseen_mail_is_retapped_after_backoff_with_doubling(paned: Mailroom) -> None:
@@ -126,7 +126,7 @@ def test_new_urgent_mail_taps_despite_outstanding_tap(paned: Mailroom) -> None:
     engine.run(["bob"])
     send(paned, subject="prod down", priority="urgent")
     engine.run(["bob"])
-    assert rec.count == 2 and rec.lines[1].startswith("[mailslot] URGENT 2 new for bob")
+    assert rec.count == 2 and rec.lines[1].startswith("[mailslot] URGENT 2 new from alice.")
 
 
 def test_closed_thread_never_taps_and_late_mail_is_archived(paned: Mailroom) -> None:

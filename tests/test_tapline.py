@@ -31,7 +31,7 @@ def assert_safe(line: str, agent: str) -> None:
     assert SAFE.fullmatch(line) and len(line) < 150
     assert line[0] not in "!/#@?>-"
     assert not set(line) & set(";$`|&<>'\"\\")
-    assert f" for {agent} " in line
+    assert line.endswith(f" -a {agent} #{line[-5:]}")
 
 
 @settings(max_examples=200, deadline=None)
@@ -46,11 +46,11 @@ def test_built_lines_always_match_the_grammar(agent: str, senders: list[str], co
     [
         "!rm -rf ~",
         "/exit",
-        "[mailslot] 1 new for bob from alice. Run: mailslot inbox -a bob #tabcd; rm -rf ~",
-        "[mailslot] 1 new for bob from alice. Run: mailslot inbox -a bob #tabcd\x1b[A",
-        "[mailslot] 1 new for bob from $(id). Run: mailslot inbox -a bob #tabcd",
-        "[mailslot] 1 new for bob from alice. Run: mailslot inbox -a bob #tabcd" + " " * 100,
-        "[mailslot] 1 new for Bob from alice. Run: mailslot inbox -a Bob #tabcd",
+        "[mailslot] 1 new from alice. Run: mailslot inbox -a bob #tabcd; rm -rf ~",
+        "[mailslot] 1 new from alice. Run: mailslot inbox -a bob #tabcd\x1b[A",
+        "[mailslot] 1 new from $(id). Run: mailslot inbox -a bob #tabcd",
+        "[mailslot] 1 new from alice. Run: mailslot inbox -a bob #tabcd" + " " * 100,
+        "[mailslot] 1 new from alice. Run: mailslot inbox -a Bob #tabcd",
     ],
 )
 def test_check_refuses_anything_else(line: str) -> None:
