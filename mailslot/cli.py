@@ -7,6 +7,7 @@ commands that need them, so ``mailslot inbox`` starts fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -447,7 +448,14 @@ def fsck(ctx: click.Context, fix: bool, as_json: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="mailslot")
+    """The console script. It answers first and commits afterwards, in a forked child, so agents
+    never wait for git; ``MAILSLOT_SYNC=1`` commits before exiting instead."""
+    if not os.environ.get("MAILSLOT_SYNC"):
+        store.defer_commits()
+    try:
+        cli(prog_name="mailslot")
+    finally:
+        store.commit_deferred()
 
 
 def _engine_notifier() -> Any:
@@ -470,6 +478,7 @@ def watch(ctx: click.Context, rescan: float) -> None:
     """
     from mailslot.daemon import Daemon
 
+    store.defer_commits(False)  # the daemon commits as it goes
     daemon = Daemon(_room(ctx), _engine_notifier(), rescan=rescan)
     daemon.install_signals()
     daemon.serve()

@@ -9,6 +9,7 @@ delivery takes no lock. Seeing moves ``new/`` -> ``cur/``. Every change is journ
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,11 +44,57 @@ class Problem:
     reason: str
 
 
+_deferred: list[Mailroom] | None = None  # set by defer_commits(): the rooms waiting for a commit
+
+
 def commit(room: Mailroom, mine: Path | None = None) -> str | None:
-    """Group-commit everything journaled (imports the git adapter lazily); see ``vcs.commit_pending``."""
+    """Group-commit everything journaled (imports the git adapter lazily); see ``vcs.commit_pending``.
+
+    After :func:`defer_commits` it only notes the room and returns None; :func:`commit_deferred`
+    commits later.
+    """
+    if _deferred is not None:
+        if room not in _deferred:
+            _deferred.append(room)
+        return None
     from mailslot import vcs
 
     return vcs.commit_pending(room, mine=mine)
+
+
+def defer_commits(on: bool = True) -> None:
+    """Let this process answer first and commit afterwards (the CLI; never the daemon)."""
+    global _deferred
+    _deferred = [] if on else None
+
+
+def commit_deferred() -> None:
+    """Commit the rooms noted since :func:`defer_commits` in a forked child, so the caller (an agent
+    waiting for the command to exit) does not wait for git. The child detaches from the terminal and
+    the caller's pipes; a failure is logged to ``.git/mailslot/errors.log`` and the journal keeps
+    the changes for the next commit.
+    """
+    global _deferred
+    rooms, _deferred = _deferred or [], None
+    if not rooms:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() != 0:
+        return
+    try:  # the child: never return into the caller's code
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        for room in rooms:
+            try:
+                commit(room)
+            except Exception as e:  # logged, not lost: the journal still holds the change
+                with open(room.state_dir / "errors.log", "a", encoding="utf-8") as fh:
+                    fh.write(f"{now_rfc3339()} commit failed: {type(e).__name__}: {e}\n")
+    finally:
+        os._exit(0)
 
 
 def summary(msg: Message) -> str:
