@@ -6,6 +6,7 @@ commands that need them, so ``mailslot inbox`` starts fast.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -16,9 +17,11 @@ from typing import Any, NoReturn
 import click
 
 from mailslot import mailroom, store, threads
-from mailslot.errors import MailslotError, NotFound
+from mailslot.errors import MailslotError, NotFound, StorageError
 from mailslot.mailroom import Mailroom
 from mailslot.message import PRIORITIES, Message, compose
+
+_ENVIRONMENT = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE}
 
 
 class _Group(click.Group):
@@ -30,6 +33,12 @@ class _Group(click.Group):
         except MailslotError as e:
             click.echo(f"mailslot: {e}", err=True)
             ctx.exit(e.exit_code)
+        except OSError as e:  # the machine refused (disk full, read-only): not a bug, say so plainly
+            if e.errno not in _ENVIRONMENT:
+                raise
+            where = f": {e.filename}" if e.filename else ""
+            click.echo(f"mailslot: {e.strerror}{where}", err=True)
+            ctx.exit(StorageError.exit_code)
 
 
 def _fail(message: str) -> NoReturn:

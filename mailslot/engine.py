@@ -283,7 +283,7 @@ class Engine:
             agent.pane or "", agent.socket, profile(agent.program), line, urgent=decision.urgent
         )
         report.outcome = outcome
-        if not outcome.typed:
+        if not outcome.typed or outcome.result in ("gone", "aborted"):
             streak = self._blocked.get(agent.name, (None, 0))
             count = streak[1] + 1 if streak[0] == outcome.result else 0
             self._blocked[agent.name] = (outcome.result, count)
@@ -308,9 +308,11 @@ class Engine:
         log: bool = True,
     ) -> None:
         """Record a tap's outcome in the ledger (and, unless a repeat of the same block, taps.log)."""
+        # a tap into a pane that vanished, or whose Enter was withheld, reached no one
+        reached = outcome.typed and outcome.result not in ("gone", "aborted")
         with ledger.locked(self.room) as data:
             state = ledger.agent_state(data, agent.name)
-            if outcome.typed:
+            if reached:
                 state["outstanding"] = {
                     "ids": [p.id for p in decision.mail],
                     "at": now,

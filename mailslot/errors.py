@@ -69,3 +69,9 @@ class TmuxError(MailslotError):
     """tmux is missing, a server or pane is gone, or a command failed."""
 
     exit_code = 9
+
+
+class StorageError(MailslotError):
+    """The disk refused a write (full, read-only, no permission); nothing half-written is visible."""
+
+    exit_code = 10

@@ -136,15 +136,46 @@ def parse(raw: bytes) -> Message:
     match = _FRONT.match(text)
     if not match:
         raise InvalidMessage("no front matter: the file must start with '---' and close it with '---'")
+    meta = _load_front(match.group(1) or "")
+    if not isinstance(meta, dict):
+        raise InvalidMessage("front matter must be a YAML mapping of fields")
+    return _from_fields(meta, text[match.end() :], raw)
+
+
+MAX_FRONT = 64 * 1024
+MAX_DEPTH = 32
+_BLOCK_NESTING = re.compile(rf"^(?: *- ){{{MAX_DEPTH}}}|^ {{{4 * MAX_DEPTH}}}", re.MULTILINE)
+
+
+def _too_deep(front: str) -> bool:
+    """Deep nesting crashes libyaml (a stack overflow, SIGSEGV) long before any real message nests."""
+    if _BLOCK_NESTING.search(front):
+        return True
+    depth = 0
+    for c in front:
+        if c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+    return False
+
+
+def _load_front(front: str) -> Any:
+    """Parse front matter, turning every way it can fail into :class:`InvalidMessage`."""
+    if len(front) > MAX_FRONT:
+        raise InvalidMessage(f"front matter is over {MAX_FRONT // 1024} KiB")
+    if _too_deep(front):
+        raise InvalidMessage(f"front matter is nested more than {MAX_DEPTH} levels deep")
     try:
-        meta = yaml.load(match.group(1) or "", Loader=_Loader)
+        return yaml.load(front, Loader=_Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark is not None else ""
         raise InvalidMessage(f"front matter is not valid YAML{where}") from None
-    if not isinstance(meta, dict):
-        raise InvalidMessage("front matter must be a YAML mapping of fields")
-    return _from_fields(meta, text[match.end() :], raw)
+    except (ValueError, OverflowError, RecursionError, TypeError) as e:  # e.g. date 2026-02-30
+        raise InvalidMessage(f"front matter has a value YAML cannot read: {e}"[:200]) from None
 
 
 def _from_fields(meta: dict[str, Any], body: str, raw: bytes) -> Message:
@@ -281,8 +312,8 @@ def load_fields(raw: bytes) -> dict[str, Any]:
     if not match:
         return {}
     try:
-        meta = yaml.load(match.group(1) or "", Loader=_Loader)
-    except yaml.YAMLError:
+        meta = _load_front(match.group(1) or "")
+    except InvalidMessage:
         return {}
     return meta if isinstance(meta, dict) else {}
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailslot import journal, names
-from mailslot.errors import InvalidMessage, MailslotError, NotFound, ThreadClosed
+from mailslot.errors import InvalidMessage, MailslotError, NotFound, StorageError, ThreadClosed
 from mailslot.fsutil import atomic_write, move_noclobber, read_regular, write_new
 from mailslot.mailroom import Mailroom, ensure_inbox, load_agent
 from mailslot.message import Message, dump_yaml, now_rfc3339, parse
@@ -115,22 +115,32 @@ def deliver(room: Mailroom, msg: Message, *, commit_now: bool = True) -> list[Pa
             f"thread {msg.thread} is closed; send a new message (a new thread) to continue",
             archive=room.rel(room.archive_dir(msg.thread)),
         )
-    data = msg.raw
-    landed: list[Path] = []
-    for agent in msg.recipients:
-        box = ensure_inbox(room, agent)
-        tmp = box / "tmp" / f"{msg.id}.{os.getpid()}.{os.urandom(4).hex()}"
-        write_new(tmp, data)
-        try:
-            os.link(tmp, box / "new" / f"{msg.id}.md")
-        except FileExistsError:
-            if landed:
-                journal.record(room, [room.rel(p) for p in landed], summary(msg), msg.sender)
-            raise MailslotError(f"a message with id {msg.id} is already in the inbox of {agent}") from None
-        finally:
+    staged: list[tuple[Path, Path]] = []  # (tmp copy, its place in new/)
+    try:  # every copy and the journal entry are written before any copy becomes visible
+        for agent in msg.recipients:
+            box = ensure_inbox(room, agent)
+            tmp = box / "tmp" / f"{msg.id}.{os.getpid()}.{os.urandom(4).hex()}"
+            write_new(tmp, msg.raw)
+            staged.append((tmp, box / "new" / f"{msg.id}.md"))
+        entry = journal.record(room, [room.rel(final) for _, final in staged], summary(msg), msg.sender)
+    except OSError as e:
+        for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
-        landed.append(box / "new" / f"{msg.id}.md")
-    entry = journal.record(room, [room.rel(p) for p in landed], summary(msg), msg.sender)
+        raise StorageError(f"cannot write the message: {e.strerror}; nothing was delivered") from None
+    landed: list[Path] = []
+    try:
+        for tmp, final in staged:
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                owner = final.parent.parent.name
+                raise MailslotError(
+                    f"a message with id {msg.id} is already in the inbox of {owner}"
+                ) from None
+            landed.append(final)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
     if commit_now:
         commit(room, entry)
     return landed
@@ -154,9 +164,31 @@ def scan_inbox(room: Mailroom, agent: str, *, seen: bool | None = False) -> Iter
     """Messages in an inbox: unseen (``seen=False``), seen (True) or both (None), oldest first."""
     box = room.inbox(agent)
     folders = {False: ["new"], True: ["cur"], None: ["new", "cur"]}[seen]
+    first: dict[str, Path] = {}
     for sub in folders:
         for path in _files(box / sub):
-            yield _stored(path, agent, sub == "cur")
+            item = _stored(path, agent, sub == "cur")
+            if isinstance(item, Stored):
+                twin = first.get(item.message.id) or _seen_twin(box, path, sub)
+                if twin is False:
+                    continue  # being moved to cur/ right now: the same file under both names
+                if isinstance(twin, Path):
+                    yield Problem(path, f"duplicate of message {item.message.id} ({room.rel(twin)})")
+                    continue
+                first[item.message.id] = path
+            yield item
+
+
+def _seen_twin(box: Path, path: Path, sub: str) -> Path | bool | None:
+    """For a file in new/: the seen file of the same name (a duplicate), False if that is the same
+    file mid-move, None if there is none."""
+    if sub != "new":
+        return None
+    twin = box / "cur" / path.name
+    try:
+        return False if os.path.samestat(os.lstat(twin), os.lstat(path)) else twin
+    except FileNotFoundError:
+        return None
 
 
 def _stored(path: Path, agent: str | None, seen: bool) -> Stored | Problem:

@@ -23,7 +23,7 @@ from typing import TypeVar
 from filelock import AcquireReturnProxy, FileLock, Timeout
 
 from mailslot import journal
-from mailslot.errors import Busy, GitError
+from mailslot.errors import Busy, GitError, StorageError
 from mailslot.mailroom import Mailroom, write_layout
 from mailslot.message import now_rfc3339
 
@@ -52,6 +52,13 @@ def git(
     room: Mailroom, *args: str, input: bytes | None = None, author: str = _BOT, check: bool = True
 ) -> str:
     """Run ``git -C <root> ARGS``; return stdout; raise :class:`GitError` with git's stderr."""
+    return git_bytes(room, *args, input=input, author=author, check=check).decode(errors="replace")
+
+
+def git_bytes(
+    room: Mailroom, *args: str, input: bytes | None = None, author: str = _BOT, check: bool = True
+) -> bytes:
+    """:func:`git`, returning stdout as bytes."""
     try:
         proc = subprocess.run(
             ["git", "-C", str(room.root), *args],
@@ -71,10 +78,11 @@ def git(
         error = GitError(f"git {args[0]} failed: {first or 'exit ' + str(proc.returncode)}")
         error.stderr = stderr
         raise error
-    return proc.stdout.decode(errors="replace")
+    return proc.stdout
 
 
-_CONTENDED = ("index.lock", "cannot lock ref", "but expected")
+_CONTENDED = ("index.lock", "cannot lock ref", "but expected", "No such file or directory")
+_NO_SPACE = ("Out of diskspace", "No space left on device", "Disk quota exceeded")
 
 
 def _retrying(room: Mailroom, action: Callable[[], T]) -> T:
@@ -84,7 +92,9 @@ def _retrying(room: Mailroom, action: Callable[[], T]) -> T:
         try:
             return action()
         except GitError as e:
-            if not any(word in e.stderr for word in _CONTENDED):
+            if any(word in e.stderr for word in _NO_SPACE):
+                raise StorageError(f"git cannot write: the disk is full ({e.message})") from None
+            if not any(word in e.stderr for word in _CONTENDED):  # a file that moved meanwhile, too
                 raise
             if not _clear_stale_index_lock(room):
                 time.sleep(min(0.01 * (attempt + 1), 0.25))
@@ -126,8 +136,9 @@ def _clear_stale_index_lock(room: Mailroom) -> bool:
 
 
 def _one_line(text: str) -> str:
-    """A summary as one line git accepts: control characters (NUL, ESC, line breaks) become ``?``."""
-    return "".join("?" if unicodedata.category(c) == "Cc" or c in "\u2028\u2029" else c for c in text)
+    """A summary as one line git accepts: control characters (NUL, ESC, line breaks) and the
+    undecodable bytes of a file name that is not UTF-8 become ``?``."""
+    return "".join("?" if unicodedata.category(c) in ("Cc", "Cs") or c in "\u2028\u2029" else c for c in text)
 
 
 def _message(entries: list[journal.Entry]) -> tuple[str, str]:
@@ -141,7 +152,7 @@ def _message(entries: list[journal.Entry]) -> tuple[str, str]:
 
 
 def _update_index(room: Mailroom, paths: list[str]) -> None:
-    data = b"".join(p.encode() + b"\0" for p in paths)
+    data = b"".join(os.fsencode(p) + b"\0" for p in paths)  # names that are not UTF-8 survive
     _retrying(room, lambda: git(room, "update-index", "--add", "--remove", "-z", "--stdin", input=data))
 
 
@@ -200,9 +211,14 @@ def commit_pending(room: Mailroom, *, timeout: float = 60.0, mine: Path | None =
             if not entries:
                 return None
             paths = _indexable(room, sorted({p for e in entries for p in e.paths}))
-            if paths:
+            message, author = _message(entries)
+            if _head(room) is None:  # the first commit: nothing to build on
                 _update_index(room, paths)
-            sha = _retrying(room, lambda: _commit_index(room, *_message(entries)))
+                sha = _retrying(room, lambda: _commit_index(room, message, author))
+            else:
+                sha = _retrying(room, lambda: _commit_changed(room, paths, message, author))
+                if paths:
+                    _update_index(room, paths)  # keep the index equal to HEAD for these paths
             journal.drop(entries)
     except TimeoutError:
         raise Busy("the mailroom's git lock is held by another process", lock="git.lock") from None
@@ -229,6 +245,25 @@ def _post_commit(room: Mailroom) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def _head(room: Mailroom) -> tuple[str, str] | None:
+    """HEAD's commit and tree, or None before the first commit."""
+    out = [
+        x
+        for x in git(room, "rev-parse", "HEAD^{commit}", "HEAD^{tree}", "--", check=False).split()
+        if x != "--"
+    ]
+    return (out[0], out[1]) if len(out) == 2 else None
+
+
+def _commit_changed(room: Mailroom, paths: list[str], message: str, author: str) -> str | None:
+    from mailslot import trees
+
+    head = _head(room)
+    if head is None or not paths:
+        return None
+    return trees.commit_paths(room, head[0], head[1], paths, message, author)
 
 
 def _commit_index(room: Mailroom, message: str, author: str) -> str | None:
