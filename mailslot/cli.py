@@ -304,10 +304,13 @@ def reply(
 @cli.command()
 @click.option("--agent", "-a", help="Whose inbox (default: yours).")
 @click.option("--all", "include_seen", is_flag=True, help="Include mail already seen.")
+@click.option("--limit", "-n", default=50, show_default=True, help="List at most this many (0: no limit).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def inbox(ctx: click.Context, agent: str | None, include_seen: bool, as_json: bool) -> None:
-    """List unseen mail, one line each (id, from, age, size, subject), and mark it seen.
+def inbox(ctx: click.Context, agent: str | None, include_seen: bool, limit: int, as_json: bool) -> None:
+    """List unseen mail, oldest first, one line each (id, from, age, size, subject); mark it seen.
+
+    Says how many more are waiting when there are over --limit.
 
     \b
     Example:
@@ -315,7 +318,8 @@ def inbox(ctx: click.Context, agent: str | None, include_seen: bool, as_json: bo
     """
     room = _room(ctx)
     who = agent or _me(room)
-    found, problems = store.inbox(room, who, include_seen=include_seen)
+    page = store.inbox_page(room, who, include_seen=include_seen, limit=limit or None)
+    found, problems = page.found, page.problems
     for p in problems:
         what = "quarantined" if not p.path.exists() else "skipped (may still be being written)"
         click.echo(f"mailslot: {what} {room.rel(p.path)}: {p.reason}", err=True)
@@ -326,6 +330,11 @@ def inbox(ctx: click.Context, agent: str | None, include_seen: bool, as_json: bo
         else:
             flag = " !" if m.urgent else ""
             click.echo(f"{m.id} {m.sender} {_age(m.date)} {_size(len(m.body))}{flag} {m.subject}")
+    if page.more:
+        if as_json:
+            _emit({"more": page.more})
+        else:
+            click.echo(f"(+{page.more} more; run mailslot inbox again)")
     if not found and not as_json:
         click.echo(f"no {'mail' if include_seen else 'new mail'} for {who}", err=True)
 

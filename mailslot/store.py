@@ -278,17 +278,42 @@ def mark_seen(room: Mailroom, items: list[Stored], reader: str) -> list[Stored]:
     return moved
 
 
+@dataclass(frozen=True)
+class Page:
+    """A page of an inbox listing: the messages, the bad files found, and how many are left."""
+
+    found: list[Stored]
+    problems: list[Problem]
+    more: int
+
+
 def inbox(
     room: Mailroom, agent: str, *, include_seen: bool = False, mark: bool = True
 ) -> tuple[list[Stored], list[Problem]]:
-    """List an agent's mail (unseen, or all), mark the unseen seen, quarantine bad files; commit.
+    """:func:`inbox_page` without a limit: every message, and the problems found."""
+    page = inbox_page(room, agent, include_seen=include_seen, mark=mark)
+    return page.found, page.problems
 
-    Returns the messages (oldest first) and the problems found (quarantined unless too fresh).
+
+def inbox_page(
+    room: Mailroom, agent: str, *, include_seen: bool = False, mark: bool = True, limit: int | None = None
+) -> Page:
+    """List an agent's mail (unseen, or all), mark what is listed seen, quarantine bad files; commit.
+
+    With ``limit``, only the first ``limit`` messages in file-name order (the oldest, for names as
+    mailslot writes them) are read and marked; ``more`` counts the files left for the next call.
+    Messages are returned oldest first.
     """
     load_agent(room, agent)
     found: list[Stored] = []
     problems: list[Problem] = []
+    box = room.inbox(agent)
+    total = sum(len(_files(box / sub)) for sub in (("new", "cur") if include_seen else ("new",)))
+    consumed = 0
     for item in scan_inbox(room, agent, seen=None if include_seen else False):
+        if limit is not None and len(found) >= limit:
+            break
+        consumed += 1
         if isinstance(item, Problem):
             if item.reason != "vanished":
                 problems.append(item)
@@ -301,7 +326,7 @@ def inbox(
         moved = {s.message.id: s for s in mark_seen(room, unseen, agent)}
         found = [moved.get(s.message.id, s) if not s.seen else s for s in found]
     commit(room)
-    return found, problems
+    return Page(found, problems, max(total - consumed, 0))
 
 
 def find(room: Mailroom, mid: str, reader: str | None = None) -> Stored:

@@ -579,3 +579,17 @@ def test_help_ends_with_an_example(run: Run, command: tuple[str, ...]) -> None:
     example = [line.strip() for line in description[examples[-1] + 1 :]]
     assert example, out
     assert all("mailslot" in line.split() for line in example), out
+
+
+def test_inbox_lists_the_oldest_page_and_says_how_many_more_wait(room: Mailroom, run: Run) -> None:
+    ids = [send(run, "bob", "-s", f"m{i}", "-m", "x")[0] for i in range(5)]
+    first = run("inbox", "-n", "2", agent="bob").stdout.splitlines()
+    assert [line.split()[0] for line in first[:2]] == ids[:2]
+    assert first[2] == "(+3 more; run mailslot inbox again)" and len(first) == 3
+    assert sorted(p.stem for p in (room.inbox("bob") / "cur").iterdir()) == ids[:2], (
+        "only what was listed is seen"
+    )
+    second = [json.loads(line) for line in run("inbox", "-n", "2", "--json", agent="bob").stdout.splitlines()]
+    assert [m["id"] for m in second[:2]] == ids[2:4] and second[2] == {"more": 1}
+    last = run("inbox", "--limit", "0", agent="bob").stdout.splitlines()
+    assert [line.split()[0] for line in last] == ids[4:]
