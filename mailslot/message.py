@@ -235,7 +235,22 @@ def _from_fields(meta: dict[str, Any], body: str, raw: bytes) -> Message:
 _YAML_BREAKS = ("\x85", "\u2028", "\u2029")
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]*(?: [A-Za-z0-9._/+-]+)*")
+_RESOLVER = yaml.resolver.Resolver()
+
+
 def _scalar(value: Any) -> str:
+    # fast path: a name or simple phrase that YAML reads back as the same string needs no emitter
+    if (
+        isinstance(value, str)
+        and _PLAIN.fullmatch(value)
+        and _RESOLVER.resolve(yaml.nodes.ScalarNode, value, (True, False)) == "tag:yaml.org,2002:str"  # type: ignore[no-untyped-call]
+    ):
+        return value
+    return _emit(value)
+
+
+def _emit(value: Any) -> str:
     out = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 30)
     if any(c in out for c in _YAML_BREAKS):  # double quotes escape them (\N, \L, \P)
         out = yaml.safe_dump(value, default_style='"', allow_unicode=True, width=1 << 30)
@@ -302,8 +317,17 @@ def compose(
         priority=None if priority in (None, "normal") else priority,
         task=task,
     )
+    if "\0" in text:
+        raise InvalidMessage("body contains NUL bytes (binary, not a message)")
     raw = render(draft)
-    return parse(raw)
+    if len(raw) > MAX_BYTES:
+        raise InvalidMessage(f"message is {len(raw)} bytes, over the {MAX_BYTES}-byte limit")
+    # validated by the reader's own rules, from the fields (render() round-trips them; tests hold it)
+    meta: dict[str, Any] = {"mailslot": PROTOCOL, "id": draft.id, "thread": draft.thread, "from": sender}
+    meta.update(to=list(draft.to), subject=draft.subject, date=draft.date)
+    optional = {"cc": list(draft.cc) or None, "in-reply-to": in_reply_to, "priority": draft.priority}
+    meta.update({k: v for k, v in {**optional, "task": task}.items() if v is not None})
+    return _from_fields(meta, draft.body, raw)
 
 
 def load_fields(raw: bytes) -> dict[str, Any]:

@@ -109,7 +109,8 @@ def deliver(room: Mailroom, msg: Message, *, commit_now: bool = True) -> list[Pa
     thread is archived. Concurrent deliveries never clobber each other. Commits unless told not to.
     """
     for agent in (msg.sender, *msg.recipients):
-        load_agent(room, agent)
+        if not room.card_path(agent).is_file():
+            load_agent(room, agent)  # raises NotFound, naming the registered agents
     if room.is_closed(msg.thread):
         raise ThreadClosed(
             f"thread {msg.thread} is closed; send a new message (a new thread) to continue",

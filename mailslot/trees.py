@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover
 
 Entry = tuple[str, str]  # (mode as git writes it, hex sha)
 TREE = "40000"
+PACK_OVER = 32  # more changed files than this go into one packfile, not as many loose objects
 
 
 def _parse_tree(data: bytes) -> dict[str, Entry]:
@@ -93,12 +94,31 @@ def _blobs(room: Mailroom, paths: list[str]) -> dict[str, Entry | None]:
                 to_hash.append((rel, "120000", text))
             else:
                 found[rel] = None
-        if to_hash:
+        if len(to_hash) > PACK_OVER:
+            shas = _pack_blobs(room, [f for _, _, f in to_hash])
+        elif to_hash:
             listing = b"".join(os.fsencode(f) + b"\n" for _, _, f in to_hash)
             shas = git(room, "hash-object", "-w", "--no-filters", "--stdin-paths", input=listing).split()
-            for (rel, mode, _), sha in zip(to_hash, shas, strict=True):
-                found[rel] = (mode, sha)
+        else:
+            shas = []
+        for (rel, mode, _), sha in zip(to_hash, shas, strict=True):
+            found[rel] = (mode, sha)
     return found
+
+
+def _pack_blobs(room: Mailroom, files: list[str]) -> list[str]:
+    """Store many blobs as one packfile (``fast-import``) instead of one loose-object file each."""
+    from mailslot.vcs import git, git_bytes
+
+    stream, shas = [], []
+    for name in files:
+        with open(name, "rb") as fh:
+            data = fh.read()
+        shas.append(sha1(b"blob %d\0" % len(data) + data).hexdigest())
+        stream.append(b"blob\ndata %d\n" % len(data) + data + b"\n")
+    git_bytes(room, "fast-import", "--quiet", "--done", input=b"".join(stream) + b"done\n")
+    git(room, "gc", "--auto", "--quiet")  # packs add up: let git consolidate them when it wants to
+    return shas
 
 
 def commit_paths(

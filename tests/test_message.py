@@ -266,3 +266,9 @@ def test_load_fields_reads_what_parse_refuses() -> None:
         parse(raw)
     assert message.load_fields(raw)["from"] == "alice"
     assert message.load_fields(b"garbage") == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._/+ -]{0,30}", fullmatch=True), SUBJECTS))
+def test_the_scalar_fast_path_writes_what_yaml_would(value: str) -> None:
+    assert message._scalar(value) == message._emit(value)
