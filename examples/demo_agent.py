@@ -107,6 +107,8 @@ class DemoAgent:
         self.draw()
         answered: dict[str, None] = {}
         for item in self.json_lines("inbox", "-a", self.name):
+            if "id" not in item:  # {"more": N}: the rest comes with the next tap
+                continue
             msg = next(iter(self.json_lines("read", item["id"])), item)
             if self.handle(msg):
                 answered[msg["thread"]] = None
