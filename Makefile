@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: check-tools $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(ARGS)
 
 chaos: check-tools $(STAMP)
 	MAILSLOT_CHAOS=full $(BIN)/pytest -q tests/chaos

@@ -42,7 +42,13 @@ def record(
     name = f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(3).hex()}.json"
     data = json.dumps({"paths": list(paths), "summary": summary, "author": author})
     atomic_write(folder / name, data.encode(), fsync=False)
+    global newest
+    newest = folder / name
     return folder / name
+
+
+# This process's newest entry: once a commit has taken it, it has taken all older ones too.
+newest: Path | None = None
 
 
 def pending(room: Mailroom) -> list[Entry]:

@@ -89,7 +89,7 @@ def commit_deferred() -> None:
             os.dup2(null, fd)
         for room in rooms:
             try:
-                commit(room)
+                commit(room, journal.newest)  # returns at once if another process committed it
             except Exception as e:  # logged, not lost: the journal still holds the change
                 with open(room.state_dir / "errors.log", "a", encoding="utf-8") as fh:
                     fh.write(f"{now_rfc3339()} commit failed: {type(e).__name__}: {e}\n")
