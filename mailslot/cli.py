@@ -494,12 +494,17 @@ def watch(ctx: click.Context, rescan: float) -> None:
     Example:
       mailslot watch 2>> ~/mailslot-watch.log &
     """
+    from mailslot import tmux
     from mailslot.daemon import Daemon
 
     store.defer_commits(False)  # the daemon commits as it goes
     daemon = Daemon(_room(ctx), _engine_notifier(), rescan=rescan)
     daemon.install_signals()
-    daemon.serve()
+    tmux.use_control()  # a long-lived process: one persistent tmux client per server
+    try:
+        daemon.serve()
+    finally:
+        tmux.use_control(False)
 
 
 @cli.command()

@@ -72,6 +72,8 @@ class Daemon:
             )
             raise Busy(f"mailslot watch is already running for {self.room.root} (pid {pid})") from None
         (self.room.state_dir / "daemon.pid").write_text(f"{os.getpid()}\n")
+        for var in ("TMUX", "TMUX_PANE"):  # taps name their server; never inherit the caller's
+            os.environ.pop(var, None)
         watcher = Watcher(self.room.root, lambda agent: self.events.put((agent, 0.0)))
         committer = threading.Thread(target=self._commit_loop, name="mailslot-commit", daemon=True)
         try:

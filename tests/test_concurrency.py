@@ -247,7 +247,11 @@ def test_two_cli_readers_at_once(room: Mailroom, procs: list) -> None:
     for _ in range(2):
         procs.append(
             subprocess.Popen(
-                [MAILSLOT, "inbox", "--limit", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                [MAILSLOT, "inbox", "--limit", "0"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
         )
     outputs = []

@@ -16,7 +16,7 @@ from click.testing import Result
 from conftest import MAILSLOT, retry_until
 from fakeharness import FakeAgent, start_agent, start_shell
 
-from mailslot import ledger, registry, store, tapline
+from mailslot import ledger, registry, store, tapline, tmux
 from mailslot.daemon import Daemon
 from mailslot.engine import Engine, Policy
 from mailslot.mailroom import Mailroom
@@ -41,8 +41,11 @@ def one_pass(room: Mailroom, policy: Policy | None = None) -> None:
     Engine(room, TmuxNotifier(), policy or Policy()).run()
 
 
-@pytest.fixture
-def daemon(room: Mailroom) -> Iterator[Daemon]:
+@pytest.fixture(params=["process", "control"])
+def daemon(room: Mailroom, request: pytest.FixtureRequest) -> Iterator[Daemon]:
+    """A daemon in a thread, talking to tmux by one process per command or a control client."""
+    tmux.use_control(request.param == "control")
+    request.addfinalizer(lambda: tmux.use_control(False))
     d = Daemon(room, TmuxNotifier(), Policy(), rescan=60.0, log=lambda _: None)
     thread = threading.Thread(target=d.serve, daemon=True)
     thread.start()
@@ -279,3 +282,20 @@ def test_status_reports_state_unseen_and_last_tap(
     assert rows["bob"]["state"] == "idle" and rows["bob"]["unseen"] == 1
     assert rows["bob"]["last_result"] == "submitted" and rows["bob"]["taps_left"] == 29
     assert rows["carol"]["state"] == "shell" and rows["alice"]["state"] == "no-pane"
+
+
+def test_the_control_client_does_not_count_as_a_human_nor_resize_panes(
+    room: Mailroom, tmux_socket: str, tmp_path: Path
+) -> None:
+    agent = start_agent(tmux_socket, "claude", tmp_path)
+    size = agent.tmux("display", "-p", "-t", agent.pane, "#{pane_width}x#{pane_height}").stdout
+    tmux.use_control()
+    try:
+        probe = tmux.probe(agent.pane, tmux_socket)
+        assert probe.alive and not probe.attached, "our own control client is not a human"
+        assert tmux.control_session(tmux_socket)
+        assert agent.tmux("display", "-p", "-t", agent.pane, "#{pane_width}x#{pane_height}").stdout == size
+        agent.tmux("kill-server")
+        assert not tmux.probe(agent.pane, tmux_socket).alive, "a dead server reads as gone, not as a hang"
+    finally:
+        tmux.use_control(False)
