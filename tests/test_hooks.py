@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,8 +82,11 @@ def test_pulled_mail_taps_once_with_hooks_and_a_daemon(clones: tuple[Mailroom, M
         git(b.root, "-c", "pull.rebase=false", "pull", "-q")
         retry_until(lambda: taps(agent), timeout=10, what="a tap")
         retry_until(lambda: not _deliver_running(b), timeout=10, what="the hook's deliver to finish")
+        typed = lambda: [e["result"] for e in ledger.read_log(b) if e.get("typed")]  # noqa: E731
+        retry_until(typed, what="the tap's record (written just after the agent took it)")
+        time.sleep(0.5)  # room for a wrong second tap by the other of hook and daemon
         assert len(taps(agent)) == 1, "hook and daemon must not both tap"
-        assert [e["result"] for e in ledger.read_log(b) if e.get("typed")] == ["submitted"]
+        assert typed() == ["submitted"]
     finally:
         daemon.stop()
         thread.join(timeout=10)
