@@ -33,6 +33,7 @@ def install(room: Mailroom) -> Path:
         path.write_bytes(source.joinpath(name).read_bytes())
         path.chmod(0o755)
     vcs.git(room, "config", "core.hooksPath", str(target))
+    vcs.git(room, "config", "core.splitIndex", "true")  # as `init` sets it: clones need it too
     vcs.git(room, "config", "mailslot.bin", mailslot_bin())
     return target
 

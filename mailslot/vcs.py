@@ -118,6 +118,8 @@ def init_repo(root: Path) -> Mailroom:
         root.mkdir(parents=True, exist_ok=True)
         gitpython.Repo.init(root, initial_branch="main")
     room = write_layout(root)
+    # the index grows with the archive: split it so each update rewrites only the small part
+    git(room, "config", "core.splitIndex", "true")
     journal.record(room, ["mailslot.yaml", ".gitignore"], "mailroom: create")
     commit_pending(room)
     return room
