@@ -170,7 +170,7 @@ def scan_inbox(room: Mailroom, agent: str, *, seen: bool | None = False) -> Iter
         for path in _files(box / sub):
             item = _stored(path, agent, sub == "cur")
             if isinstance(item, Stored):
-                twin = first.get(item.message.id) or _seen_twin(box, path, sub)
+                twin = first.get(item.message.id) or _seen_twin(box, path, sub, item.message.id)
                 if twin is False:
                     continue  # being moved to cur/ right now: the same file under both names
                 if isinstance(twin, Path):
@@ -180,16 +180,17 @@ def scan_inbox(room: Mailroom, agent: str, *, seen: bool | None = False) -> Iter
             yield item
 
 
-def _seen_twin(box: Path, path: Path, sub: str) -> Path | bool | None:
-    """For a file in new/: the seen file of the same name (a duplicate), False if that is the same
-    file mid-move, None if there is none."""
+def _seen_twin(box: Path, path: Path, sub: str, mid: str) -> Path | bool | None:
+    """For a file in new/: a seen file of the same name or of ``<id>.md`` (a duplicate), False if
+    that is the same file mid-move, None if there is none."""
     if sub != "new":
         return None
-    twin = box / "cur" / path.name
-    try:
-        return False if os.path.samestat(os.lstat(twin), os.lstat(path)) else twin
-    except FileNotFoundError:
-        return None
+    for twin in dict.fromkeys((box / "cur" / path.name, box / "cur" / f"{mid}.md")):
+        try:
+            return False if os.path.samestat(os.lstat(twin), os.lstat(path)) else twin
+        except FileNotFoundError:
+            continue
+    return None
 
 
 def _stored(path: Path, agent: str | None, seen: bool) -> Stored | Problem:

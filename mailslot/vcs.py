@@ -81,7 +81,15 @@ def git_bytes(
     return proc.stdout
 
 
-_CONTENDED = ("index.lock", "cannot lock ref", "but expected", "No such file or directory")
+_CONTENDED = (
+    "index.lock",  # another git holds the index
+    "cannot lock ref",  # ... or HEAD
+    "but expected",  # HEAD moved under us
+    "No such file or directory",  # a file moved between being listed and being read
+    "is unavailable",  # a concurrent `git gc`/`repack` moved objects (mktree)
+    "is not a valid object",  # ... (commit-tree)
+    "unable to create temporary file",  # ... (object directories being pruned)
+)
 _NO_SPACE = ("Out of diskspace", "No space left on device", "Disk quota exceeded")
 
 
@@ -218,9 +226,14 @@ def commit_pending(room: Mailroom, *, timeout: float = 60.0, mine: Path | None =
                 _update_index(room, paths)
                 sha = _retrying(room, lambda: _commit_index(room, message, author))
             else:
-                sha = _retrying(room, lambda: _commit_changed(room, paths, message, author))
+                # stage first, so a human's `git commit` meanwhile includes this mail; stage again
+                # if a human's git rewrote the index from an older copy while HEAD moved
                 if paths:
-                    _update_index(room, paths)  # keep the index equal to HEAD for these paths
+                    _update_index(room, paths)
+                staged = _index_stamp(room)
+                sha = _retrying(room, lambda: _commit_changed(room, paths, message, author))
+                if paths and _index_stamp(room) != staged:
+                    _update_index(room, paths)
             journal.drop(entries)
     except TimeoutError:
         raise Busy("the mailroom's git lock is held by another process", lock="git.lock") from None
@@ -247,6 +260,14 @@ def _post_commit(room: Mailroom) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def _index_stamp(room: Mailroom) -> tuple[int, int, int] | None:
+    try:
+        info = (room.git_dir / "index").stat()
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def _head(room: Mailroom) -> tuple[str, str] | None:
