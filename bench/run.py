@@ -75,6 +75,7 @@ class Config:
     confirm_taps: int
     idle_seconds: float
     idle_agents: int
+    tap_control: bool = True  # tmux through a control-mode client, as `mailslot watch` does
 
     @classmethod
     def make(cls, quick: bool, idle_seconds: float | None, runs: int | None, large: int | None) -> Config:
@@ -1165,6 +1166,7 @@ def bench_tap(cfg: Config, fx: Fixtures, res: Results, cleanup: list[Callable[[]
     policy = Policy(retap_after=3600, budget=1_000_000, loop_taps=1_000_000)
     daemon = Daemon(room, TimedNotifier(), policy, rescan=3600, log=logs.append)
     runner = threading.Thread(target=daemon.serve, name="bench-daemon", daemon=True)
+    mtmux.use_control(cfg.tap_control)  # as `mailslot watch` does: one persistent tmux client
     poller: Poller | None = None
     try:
         runner.start()
@@ -1233,6 +1235,7 @@ def bench_tap(cfg: Config, fx: Fixtures, res: Results, cleanup: list[Callable[[]
             poller.close()
         daemon.stop()
         runner.join(timeout=20)
+        mtmux.use_control(False)
         kill_tmux(sock)
 
     def col(rows: list[dict[str, float]], k: str) -> list[float]:
@@ -1243,7 +1246,12 @@ def bench_tap(cfg: Config, fx: Fixtures, res: Results, cleanup: list[Callable[[]
         "tap: landed in new/ -> text visible (idle agent)",
         "ms",
         col(taps, "visible"),
-        notes="quiet pane (>=2 s since output): no idle confirmation; settle is after this point",
+        notes="quiet pane (>=2 s since output): no idle confirmation; settle is after this point; "
+        + (
+            "tmux through the daemon's control-mode client"
+            if cfg.tap_control
+            else "a tmux process per command"
+        ),
     )
     res.add("tap.detect", "  of which: landed -> notifier.tap() called", "ms", col(taps, "detect"))
     res.add("tap.gate", "  of which: gate (probe + capture, no confirm)", "ms", col(taps, "gate"))

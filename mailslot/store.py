@@ -152,13 +152,16 @@ def load(path: Path) -> Message:
     return parse(read_regular(path))
 
 
-def _files(folder: Path) -> list[Path]:
+def _names(folder: Path) -> list[str]:
+    """The names in ``folder`` except dotfiles, sorted (strings: 10k Paths cost ~0.2 s to sort)."""
     try:
-        entries = os.scandir(folder)
+        return sorted(n for n in os.listdir(folder) if not n.startswith("."))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    with entries:
-        return sorted(Path(e.path) for e in entries if not e.name.startswith("."))
+
+
+def _files(folder: Path) -> list[Path]:
+    return [folder / name for name in _names(folder)]
 
 
 def scan_inbox(room: Mailroom, agent: str, *, seen: bool | None = False) -> Iterator[Stored | Problem]:
@@ -167,7 +170,8 @@ def scan_inbox(room: Mailroom, agent: str, *, seen: bool | None = False) -> Iter
     folders = {False: ["new"], True: ["cur"], None: ["new", "cur"]}[seen]
     first: dict[str, Path] = {}
     for sub in folders:
-        for path in _files(box / sub):
+        for name in _names(box / sub):
+            path = box / sub / name
             item = _stored(path, agent, sub == "cur")
             if isinstance(item, Stored):
                 twin = first.get(item.message.id) or _seen_twin(box, path, sub, item.message.id)
@@ -310,7 +314,7 @@ def inbox_page(
     found: list[Stored] = []
     problems: list[Problem] = []
     box = room.inbox(agent)
-    total = sum(len(_files(box / sub)) for sub in (("new", "cur") if include_seen else ("new",)))
+    total = sum(len(_names(box / sub)) for sub in (("new", "cur") if include_seen else ("new",)))
     consumed = 0
     for item in scan_inbox(room, agent, seen=None if include_seen else False):
         if limit is not None and len(found) >= limit:
