@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from mailslot.mailroom import Mailroom
@@ -122,7 +123,13 @@ def _pack_blobs(room: Mailroom, files: list[str]) -> list[str]:
 
 
 def commit_paths(
-    room: Mailroom, head: str, head_tree: str, paths: list[str], message: str, author: str
+    room: Mailroom,
+    head: str,
+    head_tree: str,
+    paths: list[str],
+    message: str,
+    author: str,
+    before_head_moves: Callable[[], None] = lambda: None,
 ) -> str | None:
     """Commit the working-tree state of ``paths`` on top of ``head``; None if nothing changed.
 
@@ -171,5 +178,6 @@ def commit_paths(
     if written[-1] != root_sha:  # our tree encoding must agree with git's, byte for byte
         raise RuntimeError(f"tree mismatch: computed {root_sha}, git wrote {written[-1]}")
     sha = git(room, "commit-tree", root_sha, "-p", head, input=message.encode(), author=author).strip()
+    before_head_moves()
     git(room, "update-ref", "-m", f"commit: {message.splitlines()[0]}", "HEAD", sha, head)
     return sha

@@ -226,13 +226,13 @@ def commit_pending(room: Mailroom, *, timeout: float = 60.0, mine: Path | None =
                 _update_index(room, paths)
                 sha = _retrying(room, lambda: _commit_index(room, message, author))
             else:
-                # stage first, so a human's `git commit` meanwhile includes this mail; stage again
-                # if a human's git rewrote the index from an older copy while HEAD moved
-                if paths:
-                    _update_index(room, paths)
-                staged = _index_stamp(room)
-                sha = _retrying(room, lambda: _commit_changed(room, paths, message, author))
-                if paths and _index_stamp(room) != staged:
+                # stage (in parallel with building the trees, finished before HEAD moves), so a
+                # human's `git commit` meanwhile includes this mail; stage again if a human's git
+                # rewrote the index from an older copy while HEAD moved
+                stage = _Stager(room, paths)
+                sha = _retrying(room, lambda: _commit_changed(room, paths, message, author, stage.finish))
+                stage.finish()
+                if paths and _index_stamp(room) != stage.stamp:
                     _update_index(room, paths)
             journal.drop(entries)
     except TimeoutError:
@@ -280,13 +280,44 @@ def _head(room: Mailroom) -> tuple[str, str] | None:
     return (out[0], out[1]) if len(out) == 2 else None
 
 
-def _commit_changed(room: Mailroom, paths: list[str], message: str, author: str) -> str | None:
+def _commit_changed(
+    room: Mailroom, paths: list[str], message: str, author: str, before_head_moves: Callable[[], None]
+) -> str | None:
     from mailslot import trees
 
     head = _head(room)
     if head is None or not paths:
         return None
-    return trees.commit_paths(room, head[0], head[1], paths, message, author)
+    return trees.commit_paths(room, head[0], head[1], paths, message, author, before_head_moves)
+
+
+class _Stager:
+    """``update-index`` of the journaled paths, run in the background while the trees are built."""
+
+    def __init__(self, room: Mailroom, paths: list[str]) -> None:
+        self.room, self.paths = room, paths
+        self.stamp: tuple[int, int, int] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        if paths:
+            self.proc = subprocess.Popen(
+                ["git", "-C", str(room.root), "update-index", "--add", "--remove", "-z", "--stdin"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=_env(_BOT),
+            )
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(b"".join(os.fsencode(p) + b"\0" for p in paths))
+            self.proc.stdin.close()
+
+    def finish(self) -> None:
+        """Wait for the staging; redo it with retries if it failed (a lock held by another git)."""
+        if self.proc is not None:
+            failed = self.proc.wait() != 0
+            self.proc = None
+            if failed:
+                _update_index(self.room, self.paths)
+            self.stamp = _index_stamp(self.room)
 
 
 def _commit_index(room: Mailroom, message: str, author: str) -> str | None:
