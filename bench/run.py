@@ -805,7 +805,7 @@ def bench_throughput(cfg: Config, fx: Fixtures, res: Results) -> None:
         "throughput.cli_1", f"  reference: 1 CLI sender x {cfg.sends_each} sends", "msg/s", one_rates
     )
     res.ratio("throughput.cli_scaling", f"  ratio {cfg.senders} senders / 1 sender", many, one)
-    lib, batched = [], []
+    lib, batched, many = [], [], []
     for _ in range(cfg.throughput_runs):
         t0 = pc()
         for _ in range(cfg.lib_n):
@@ -816,6 +816,9 @@ def bench_throughput(cfg: Config, fx: Fixtures, res: Results) -> None:
             store.deliver(f.room, new_message(to="carol"), commit_now=False)
         vcs.commit_pending(f.room)
         batched.append(cfg.lib_n / (pc() - t0))
+        t0 = pc()  # composing included, as above
+        store.deliver_many(f.room, [new_message(to="carol") for _ in range(cfg.lib_n)])
+        many.append(cfg.lib_n / (pc() - t0))
         if store_journal(f.room):
             raise RuntimeError("journal not empty after library sends")
     res.add(
@@ -830,6 +833,13 @@ def bench_throughput(cfg: Config, fx: Fixtures, res: Results) -> None:
         f"library, deliver(commit_now=False) + 1 commit, N={cfg.lib_n}",
         "msg/s",
         batched,
+        Goal(">=", 1000),
+    )
+    res.add(
+        "throughput.library_many",
+        f"library, store.deliver_many (one entry, one commit), N={cfg.lib_n}",
+        "msg/s",
+        many,
         Goal(">=", 1000),
     )
     # where the time of one library send goes (profiling evidence)

@@ -28,6 +28,27 @@ def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
         raise
 
 
+def write_all_new(items: list[tuple[Path, bytes]]) -> None:
+    """:func:`write_new` for many files: all are written, then all are fsynced (cheaper than one
+    by one), then closed. On any error every file is removed and the error raised."""
+    fds: list[int] = []
+    try:
+        for path, data in items:
+            fds.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fds[-1], view) :]
+        for fd in fds:
+            os.fsync(fd)
+    except BaseException:
+        for (path, _), _fd in zip(items, fds, strict=False):
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def write_new(path: Path, data: bytes) -> None:
     """Create ``path`` exclusively (O_EXCL), write and fsync it; raise FileExistsError if it exists."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mailslot import journal, names
 from mailslot.errors import InvalidMessage, MailslotError, NotFound, StorageError, ThreadClosed
-from mailslot.fsutil import atomic_write, move_noclobber, read_regular, write_new
+from mailslot.fsutil import atomic_write, move_noclobber, read_regular, write_all_new
 from mailslot.mailroom import Mailroom, ensure_inbox, load_agent
 from mailslot.message import Message, dump_yaml, now_rfc3339, parse
 
@@ -106,31 +106,50 @@ def deliver(room: Mailroom, msg: Message, *, commit_now: bool = True) -> list[Pa
     """Deliver one copy of ``msg`` into the ``new/`` of each recipient; return the paths.
 
     Raises :class:`NotFound` for an unregistered recipient or sender, :class:`ThreadClosed` if the
-    thread is archived. Concurrent deliveries never clobber each other. Commits unless told not to.
+    thread is archived, :class:`StorageError` if the disk refuses (then nothing is delivered).
+    Concurrent deliveries never clobber each other. Commits unless told not to.
     """
-    for agent in (msg.sender, *msg.recipients):
-        if not room.card_path(agent).is_file():
-            load_agent(room, agent)  # raises NotFound, naming the registered agents
-    if room.is_closed(msg.thread):
-        raise ThreadClosed(
-            f"thread {msg.thread} is closed; send a new message (a new thread) to continue",
-            archive=room.rel(room.archive_dir(msg.thread)),
+    return deliver_many(room, [msg], commit_now=commit_now)
+
+
+def deliver_many(room: Mailroom, msgs: list[Message], *, commit_now: bool = True) -> list[Path]:
+    """:func:`deliver` for a batch: one journal entry and (unless told not to) one commit for all.
+
+    Every message is checked before any is written; every copy and the journal entry are written
+    before any copy becomes visible in ``new/``.
+    """
+    for msg in msgs:
+        for agent in (msg.sender, *msg.recipients):
+            if not room.card_path(agent).is_file():
+                load_agent(room, agent)  # raises NotFound, naming the registered agents
+        if room.is_closed(msg.thread):
+            raise ThreadClosed(
+                f"thread {msg.thread} is closed; send a new message (a new thread) to continue",
+                archive=room.rel(room.archive_dir(msg.thread)),
+            )
+    staged: list[tuple[Path, Path, Message]] = []  # (tmp copy, its place in new/, message)
+    boxes = {agent: ensure_inbox(room, agent) for msg in msgs for agent in msg.recipients}
+    try:
+        for msg in msgs:
+            for agent in msg.recipients:
+                tmp = boxes[agent] / "tmp" / f"{msg.id}.{os.getpid()}.{os.urandom(4).hex()}"
+                staged.append((tmp, boxes[agent] / "new" / f"{msg.id}.md", msg))
+        for start in range(0, len(staged), 256):  # bounded: one open file per copy until synced
+            write_all_new([(tmp, msg.raw) for tmp, _, msg in staged[start : start + 256]])
+        senders = {m.sender for m in msgs}
+        entry = journal.record(
+            room,
+            [room.rel(final) for _, final, _ in staged],
+            "\n".join(summary(m) for m in msgs),
+            senders.pop() if len(senders) == 1 else "mailslot",
         )
-    staged: list[tuple[Path, Path]] = []  # (tmp copy, its place in new/)
-    try:  # every copy and the journal entry are written before any copy becomes visible
-        for agent in msg.recipients:
-            box = ensure_inbox(room, agent)
-            tmp = box / "tmp" / f"{msg.id}.{os.getpid()}.{os.urandom(4).hex()}"
-            write_new(tmp, msg.raw)
-            staged.append((tmp, box / "new" / f"{msg.id}.md"))
-        entry = journal.record(room, [room.rel(final) for _, final in staged], summary(msg), msg.sender)
     except OSError as e:
-        for tmp, _ in staged:
+        for tmp, _, _ in staged:
             tmp.unlink(missing_ok=True)
         raise StorageError(f"cannot write the message: {e.strerror}; nothing was delivered") from None
     landed: list[Path] = []
     try:
-        for tmp, final in staged:
+        for tmp, final, msg in staged:
             try:
                 os.link(tmp, final)
             except FileExistsError:
@@ -140,7 +159,7 @@ def deliver(room: Mailroom, msg: Message, *, commit_now: bool = True) -> list[Pa
                 ) from None
             landed.append(final)
     finally:
-        for tmp, _ in staged:
+        for tmp, _, _ in staged:
             tmp.unlink(missing_ok=True)
     if commit_now:
         commit(room, entry)

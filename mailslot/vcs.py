@@ -152,7 +152,9 @@ def _one_line(text: str) -> str:
 
 
 def _message(entries: list[journal.Entry]) -> tuple[str, str]:
-    lines = list(dict.fromkeys(_one_line(e.summary) for e in entries if e.summary)) or ["mail: sync"]
+    # an entry may hold one summary per line (a batch); each becomes one line of the message
+    lines = [_one_line(line) for e in entries for line in e.summary.split("\n") if line]
+    lines = list(dict.fromkeys(lines)) or ["mail: sync"]
     authors = {e.author for e in entries if e.author}
     author = authors.pop() if len(authors) == 1 else _BOT
     if len(lines) == 1:

@@ -316,3 +316,25 @@ def test_control_characters_in_subjects_are_refused_and_commits_go_on(room: Mail
     send(run, "bob", "-s", "next", "-m", "y")
     assert git_out(room.root, "log", "-1", "--format=%s").strip() == "mail: alice -> bob: next"
     assert list((room.state_dir / "journal").iterdir()) == []
+
+
+def test_a_batch_is_delivered_with_one_journal_entry_and_one_commit(room: Mailroom) -> None:
+    before = int(git_out(room.root, "rev-list", "--count", "HEAD"))
+    msgs = [compose(sender="alice", to=["bob", "carol"], subject=f"batch {i}", body="x") for i in range(3)]
+    landed = store.deliver_many(room, msgs)
+    assert len(landed) == 6 and all(p.read_bytes() == msgs[i // 2].raw for i, p in enumerate(landed))
+    assert int(git_out(room.root, "rev-list", "--count", "HEAD")) == before + 1
+    message = git_out(room.root, "log", "-1", "--format=%B")
+    assert message.startswith("mail: alice -> bob, carol: batch 0 (+2 more)\n")
+    assert all(f"mail: alice -> bob, carol: batch {i}\n" in message for i in range(3))
+    assert clean(room)
+
+
+def test_a_batch_with_one_bad_message_delivers_nothing(room: Mailroom) -> None:
+    from mailslot.errors import NotFound
+
+    good = compose(sender="alice", to=["bob"], subject="fine", body="x")
+    bad = compose(sender="alice", to=["zed"], subject="nobody", body="x")
+    with pytest.raises(NotFound):
+        store.deliver_many(room, [good, bad])
+    assert list((room.inbox("bob") / "new").iterdir()) == []

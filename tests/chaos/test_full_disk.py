@@ -255,7 +255,17 @@ def test_no_space_for_the_index_is_not_reported_as_a_held_lock(
             raise error
         return real_git(r, *args, **kw)
 
+    class FailedStager(vcs._Stager):  # the background update-index failed: finish() redoes it
+        def __init__(self, r: Mailroom, paths: list[str]) -> None:
+            self.room, self.paths, self.stamp, self.proc, self.failed = r, paths, None, None, True
+
+        def finish(self) -> None:
+            if self.failed:
+                self.failed = False
+                vcs._update_index(self.room, self.paths)
+
     monkeypatch.setattr(vcs, "git", git)
+    monkeypatch.setattr(vcs, "_Stager", FailedStager)
     monkeypatch.setattr(
         vcs, "time", types.SimpleNamespace(sleep=lambda s: None, time=time.time, monotonic=time.monotonic)
     )
