@@ -140,13 +140,7 @@ class Daemon:
     def _sweep(self) -> None:
         from mailslot import vcs
 
-        try:
-            sha = vcs.sweep(self.room)
-        except MailslotError as e:
-            self.log(f"sweep failed, will retry: {e}")
-            return
-        if sha:
-            self.log(f"committed files changed by hand ({sha[:8]})")
+        self._commit(vcs.sweep, "sweep", "committed files changed by hand")
 
     def _busy(self, name: str) -> bool:
         job = self.running.get(name)
@@ -205,11 +199,17 @@ class Daemon:
             self.commit_wanted.clear()
             self._commit()
 
-    def _commit(self) -> None:
+    def _commit(
+        self,
+        how: Callable[[Mailroom], str | None] = store.commit,
+        what: str = "commit",
+        done: str = "committed",
+    ) -> None:
+        """Commit (or sweep); a failure is logged and retried later, never fatal."""
         try:
-            sha = store.commit(self.room)
+            sha = how(self.room)
         except MailslotError as e:
-            self.log(f"commit failed, will retry: {e}")
+            self.log(f"{what} failed, will retry: {e}")
             return
         if sha:
-            self.log(f"committed {sha[:8]}")
+            self.log(f"{done} {sha[:8]}")

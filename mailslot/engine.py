@@ -114,6 +114,11 @@ def decide(state: dict[str, Any], unseen: list[Pending], now: float, policy: Pol
     return Decision(True, "re-tap" if count > 1 else "new mail", mail, count)
 
 
+def _tap_record(decision: Decision, nonce: str, at: float, **more: Any) -> dict[str, Any]:
+    """The ledger's record of an outstanding tap: claimed (``phase: typing``) or made (``done``)."""
+    return {"ids": [p.id for p in decision.mail], "at": at, "nonce": nonce, "count": decision.count, **more}
+
+
 def _sooner(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
@@ -266,15 +271,9 @@ class Engine:
                 return report
             nonce = tapline.new_nonce()
             previous = state["outstanding"]
-            state["outstanding"] = {
-                "ids": [p.id for p in decision.mail],
-                "at": now,
-                "nonce": nonce,
-                "count": decision.count,
-                "phase": "typing",
-                "pid": os.getpid(),
-                "previous": previous,
-            }
+            state["outstanding"] = _tap_record(
+                decision, nonce, now, phase="typing", pid=os.getpid(), previous=previous
+            )
         line = tapline.build(
             agent.name, len(decision.mail), [p.sender for p in decision.mail], nonce, urgent=decision.urgent
         )
@@ -313,14 +312,7 @@ class Engine:
         with ledger.locked(self.room) as data:
             state = ledger.agent_state(data, agent.name)
             if reached:
-                state["outstanding"] = {
-                    "ids": [p.id for p in decision.mail],
-                    "at": now,
-                    "nonce": nonce,
-                    "count": decision.count,
-                    "phase": "done",
-                    "outcome": outcome.result,
-                }
+                state["outstanding"] = _tap_record(decision, nonce, now, phase="done", outcome=outcome.result)
                 state["taps"].append(now)
                 for thread in {p.thread for p in decision.mail}:
                     info = state["threads"].setdefault(thread, {"taps": []})
