@@ -194,10 +194,6 @@ class Engine:
 
     # --- one agent ----------------------------------------------------------------------------
 
-    def tappable(self) -> list[Agent]:
-        """Agents of this host that have a pane."""
-        return [a for a in iter_agents(self.room) if a.pane and a.host == self.host]
-
     def run_agent(self, agent: Agent, now: float | None = None) -> Report:
         """Collect, decide, and (maybe) tap one agent. Safe against concurrent passes."""
         unseen, report = self.collect(agent.name)

@@ -2,7 +2,7 @@
 
 The gate reads the pane in one ``display-message``: alive, the agent's own process in front (a
 shell means never type), not in copy mode. The screen must then read idle with an empty input box,
-twice unless the pane has been quiet for a second. The line is typed with ``send-keys -l``; after
+twice unless the pane has been quiet for 2 seconds. The line is typed with ``send-keys -l``; after
 the profile's settle delay Enter is sent as its own command. The tap's nonce must then leave the
 input box; if it is still there, a lone Enter is retried (at most 3 times). The text is never
 re-typed, and nothing but a checked :mod:`mailslot.tapline` line is ever typed.
@@ -94,6 +94,8 @@ class TmuxNotifier:
                 probe, lines = tmux.probe_and_capture(pane, sock)
                 if not prof.is_agent_process(probe.command):
                     return Outcome("shell" if is_shell(probe.command) else "gone", False, "agent left")
+                if probe.in_mode:  # a human entered copy mode meanwhile: it would swallow the text
+                    return Outcome("copy-mode", False, "copy mode began while confirming idle")
                 continue
             break
         return None

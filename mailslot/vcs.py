@@ -25,7 +25,6 @@ from filelock import AcquireReturnProxy, FileLock, Timeout
 from mailslot import journal
 from mailslot.errors import Busy, GitError, StorageError
 from mailslot.mailroom import Mailroom, write_layout
-from mailslot.message import now_rfc3339
 
 MAIL_DIRS = ("agents", "inbox", "archive", "rejected")
 STALE_INDEX_LOCK_SECONDS = 10.0
@@ -367,13 +366,3 @@ def sweep(room: Mailroom, summary: str = "mail: sync files written by hand") -> 
     if paths:
         journal.record(room, paths, summary)
     return commit_pending(room)
-
-
-def log_lines(room: Mailroom, limit: int = 50) -> list[str]:
-    """The newest commit subjects, ``<short sha> <subject>``."""
-    out = git(room, "log", f"-{limit}", "--format=%h %s")
-    return out.splitlines()
-
-
-def stamp() -> str:
-    return now_rfc3339()

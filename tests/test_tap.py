@@ -299,3 +299,22 @@ def test_the_control_client_does_not_count_as_a_human_nor_resize_panes(
         assert not tmux.probe(agent.pane, tmux_socket).alive, "a dead server reads as gone, not as a hang"
     finally:
         tmux.use_control(False)
+
+
+def test_copy_mode_entered_while_idle_is_being_confirmed_stops_the_tap(
+    tmux_socket: str, tmp_path: Path
+) -> None:
+    agent = start_agent(tmux_socket, "claude", tmp_path)
+    agent.control("clear")  # the pane just printed: the gate must confirm idle on a second read
+    activity = lambda: int(agent.tmux("display", "-p", "-t", agent.pane, "#{window_activity}").stdout)  # noqa: E731
+    retry_until(lambda: time.time() - activity() < 1.5, what="recent output in the pane")
+    notifier = TmuxNotifier(confirm=1.0)
+    timer = threading.Timer(0.3, lambda: agent.tmux("copy-mode", "-t", agent.pane))
+    timer.start()
+    try:
+        line = tapline.build("bob", 1, ["alice"], tapline.new_nonce())
+        outcome = notifier.tap(agent.pane, tmux_socket, profile("claude"), line, urgent=False)
+    finally:
+        timer.join()
+    assert (outcome.result, outcome.typed) == ("copy-mode", False)
+    assert agent.events("key") == []
