@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
-from mailslot import mailroom, store, threads
+from mailslot import mailroom, store
 from mailslot.errors import MailslotError, NotFound, StorageError
 from mailslot.mailroom import Mailroom
 from mailslot.message import PRIORITIES, Message, compose
@@ -293,6 +293,8 @@ def reply(
       mailslot reply 20261121T202745123Z-k3fxa2 -m "Done, see commit abc123"
     """
     room = _room(ctx)
+    from mailslot import threads  # only thread commands pay for it
+
     msg = threads.reply(
         room, message_id, _me(room, sender), _body(message), reply_all=reply_all, priority=priority
     )
@@ -374,6 +376,8 @@ def thread(ctx: click.Context, ref: str, as_json: bool) -> None:
       mailslot thread t-k3fva2q7
     """
     room = _room(ctx)
+    from mailslot import threads
+
     tid, msgs, closed = threads.messages(room, ref)
     if as_json:
         _emit({"thread": tid, "closed": closed, "messages": [{**_fields(m), "body": m.body} for m in msgs]})
@@ -395,6 +399,8 @@ def threads_cmd(ctx: click.Context, closed: bool, as_json: bool) -> None:
     Example:
       mailslot threads --closed
     """
+    from mailslot import threads
+
     for t in threads.list_threads(_room(ctx), closed=closed):
         if as_json:
             _emit(
@@ -432,6 +438,8 @@ def close(ctx: click.Context, ref: str, note: str | None, sender: str | None, as
         if note:
             raise
         closer = "mailslot"
+    from mailslot import threads
+
     done = threads.close(room, ref, closer, note)
     if as_json:
         _emit({"thread": done.thread, "moved": done.moved, "already": done.already})

@@ -28,25 +28,46 @@ def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
         raise
 
 
+# A batch at least this big is written by a few threads: each file still gets its own fsync, but
+# concurrent fsyncs share the filesystem's journal commits (measured on ext4: 500 message-sized files
+# in 146 ms with 8 threads vs 284 ms one after another; see bench/README.md).
+PARALLEL_MIN = 16
+PARALLEL_WORKERS = 8
+
+
 def write_all_new(items: list[tuple[Path, bytes]]) -> None:
-    """:func:`write_new` for many files: all are written, then all are fsynced (cheaper than one
-    by one), then closed. On any error every file is removed and the error raised."""
-    fds: list[int] = []
-    try:
-        for path, data in items:
-            fds.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    """:func:`write_new` for many files: each is created exclusively, written and fsynced before this
+    returns. On any error every file this call created is removed and the first error raised; a path
+    that already existed (FileExistsError) is never touched."""
+    created: list[Path] = []
+
+    def write(path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        created.append(path)  # list.append is atomic: safe from the writer threads
+        try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fds[-1], view) :]
-        for fd in fds:
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    try:
+        if len(items) < PARALLEL_MIN:
+            for path, data in items:
+                write(path, data)
+        else:
+            from concurrent.futures import ThreadPoolExecutor  # ~5 ms to import: only for batches
+
+            with ThreadPoolExecutor(PARALLEL_WORKERS, thread_name_prefix="mailslot-write") as pool:
+                futures = [pool.submit(write, path, data) for path, data in items]
+            errors = [e for e in (f.exception() for f in futures) if e is not None]
+            if errors:
+                raise errors[0]
     except BaseException:
-        for (path, _), _fd in zip(items, fds, strict=False):
+        for path in created:
             path.unlink(missing_ok=True)
         raise
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def write_new(path: Path, data: bytes) -> None:

@@ -107,7 +107,8 @@ def deliver(room: Mailroom, msg: Message, *, commit_now: bool = True) -> list[Pa
 
     Raises :class:`NotFound` for an unregistered recipient or sender, :class:`ThreadClosed` if the
     thread is archived, :class:`StorageError` if the disk refuses (then nothing is delivered).
-    Concurrent deliveries never clobber each other. Commits unless told not to.
+    Concurrent deliveries never clobber each other. Commits unless told not to: a commit per call
+    costs ~20-35 ms, so a program sending many messages uses :func:`deliver_many` (one commit).
     """
     return deliver_many(room, [msg], commit_now=commit_now)
 
@@ -134,8 +135,7 @@ def deliver_many(room: Mailroom, msgs: list[Message], *, commit_now: bool = True
             for agent in msg.recipients:
                 tmp = boxes[agent] / "tmp" / f"{msg.id}.{os.getpid()}.{os.urandom(4).hex()}"
                 staged.append((tmp, boxes[agent] / "new" / f"{msg.id}.md", msg))
-        for start in range(0, len(staged), 256):  # bounded: one open file per copy until synced
-            write_all_new([(tmp, msg.raw) for tmp, _, msg in staged[start : start + 256]])
+        write_all_new([(tmp, msg.raw) for tmp, _, msg in staged])
         senders = {m.sender for m in msgs}
         entry = journal.record(
             room,

@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import MAILSLOT
 
-from mailslot import registry, store, vcs
+from mailslot import fsutil, registry, store, vcs
 from mailslot.cli import cli
 from mailslot.errors import GitError, MailslotError
 from mailslot.mailroom import Mailroom
@@ -274,3 +274,22 @@ def test_no_space_for_the_index_is_not_reported_as_a_held_lock(
     assert "another git" not in str(caught.value), str(caught.value)
     assert says_disk_full(str(caught.value)), str(caught.value)
     assert len(calls) == 1, f"update-index was tried {len(calls)} times"
+
+
+def test_a_big_batch_on_a_full_disk_delivers_nothing_and_leaves_no_copy(disk: Disk) -> None:
+    """deliver_many writes a big batch with several threads; when some copies do not fit, every copy
+    already written is removed and none is linked into new/."""
+    room = new_room(disk, "room")
+    msgs = [compose(sender="alice", to=["bob", "alice"], subject=f"batch {i}", body="B") for i in range(40)]
+    assert len(msgs) * 2 >= fsutil.PARALLEL_MIN  # the threaded path
+    disk.fill(20)  # room for about 20 of the 80 copies
+    with pytest.raises(MailslotError) as raised:
+        store.deliver_many(room, msgs)
+    disk.free()
+    assert says_disk_full(str(raised.value)), str(raised.value)
+    for agent in ("alice", "bob"):
+        for sub in ("new", "tmp"):
+            assert list((room.inbox(agent) / sub).iterdir()) == [], f"{agent}/{sub} kept a copy"
+    landed = store.deliver_many(room, msgs)  # space is back: the same batch goes through whole
+    assert sorted(p.read_bytes() for p in landed) == sorted(m.raw for m in msgs for _ in range(2))
+    assert vcs.uncommitted(room) == []
