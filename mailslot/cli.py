@@ -450,7 +450,11 @@ def close(ctx: click.Context, ref: str, note: str | None, sender: str | None, as
 
 
 @cli.command()
-@click.option("--fix", is_flag=True, help="Quarantine invalid files into rejected/ and commit stray files.")
+@click.option(
+    "--fix",
+    is_flag=True,
+    help="Quarantine invalid files into rejected/, remove tmp/ files older than 36 h, commit stray files.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def fsck(ctx: click.Context, fix: bool, as_json: bool) -> None:

@@ -140,6 +140,13 @@ class Daemon:
     def _sweep(self) -> None:
         from mailslot import vcs
 
+        try:
+            stale = store.clean_tmp(self.room)
+        except Exception as e:  # an unreadable tmp/ must stop neither the sweep nor the daemon
+            self.log(f"cleaning tmp/ failed: {type(e).__name__}: {e}")
+        else:
+            for path in stale:
+                self.log(f"removed {self.room.rel(path)} (left in tmp/ by a writer that died)")
         self._commit(vcs.sweep, "sweep", "committed files changed by hand")
 
     def _busy(self, name: str) -> bool:

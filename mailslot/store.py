@@ -9,6 +9,7 @@ delivery takes no lock. Seeing moves ``new/`` -> ``cur/``. Every change is journ
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -239,6 +240,35 @@ def iter_inboxes(room: Mailroom) -> list[str]:
         return []
 
 
+STALE_TMP_SECONDS = 36 * 3600  # Maildir's rule: a tmp/ file this old belongs to a dead writer
+
+
+def clean_tmp(room: Mailroom, *, max_age: float = STALE_TMP_SECONDS) -> list[Path]:
+    """Remove what writers killed mid-delivery left in ``inbox/*/tmp/``: entries not modified for
+    ``max_age`` seconds (files and symlinks; directories are left alone). Returns what was removed.
+
+    A live delivery keeps its tmp/ file for milliseconds, so nothing in flight is touched.
+    """
+    cutoff = time.time() - max_age
+    removed = []
+    for agent in iter_inboxes(room):
+        folder = room.inbox(agent) / "tmp"
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode) or info.st_mtime > cutoff:
+                    continue
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            removed.append(Path(entry.path))
+    return removed
+
+
 def iter_archive(room: Mailroom, thread: str | None = None) -> Iterator[Stored | Problem]:
     """Messages in the archive, of one thread or of all."""
     if thread is not None:
@@ -397,7 +427,8 @@ def read(room: Mailroom, mid: str, reader: str | None) -> Stored:
 def fsck(room: Mailroom, *, fix: bool = False) -> list[Problem]:
     """Validate every message file and agent card; with ``fix``, quarantine the bad ones and commit.
 
-    Also commits files written by hand (a sweep) when fixing.
+    When fixing, also removes stale ``tmp/`` files (:func:`clean_tmp`) and commits files written by
+    hand (a sweep).
     """
     from mailslot.mailroom import _agent_from
 
@@ -417,5 +448,6 @@ def fsck(room: Mailroom, *, fix: bool = False) -> list[Problem]:
 
         for problem in problems:
             quarantine(room, problem, grace=0.0)
+        clean_tmp(room)
         vcs.sweep(room)
     return problems

@@ -91,3 +91,20 @@ def test_mail_present_at_start_is_found_by_the_catch_up_scan(room: Mailroom) -> 
     finally:
         daemon.stop()
         thread.join(timeout=10)
+
+
+def test_the_daemon_sweep_removes_stale_tmp_files(room: Mailroom) -> None:
+    stale = room.inbox("alice") / "tmp" / "m.999.dead"
+    stale.write_bytes(b"left by a killed sender")
+    old = time.time() - store.STALE_TMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    logs: list[str] = []
+    daemon = Daemon(room, Recorder(), Policy(), log=logs.append)
+    thread = threading.Thread(target=daemon.serve, daemon=True)
+    thread.start()
+    try:
+        retry_until(lambda: not stale.exists(), timeout=5, what="the sweep at start")
+        retry_until(lambda: any("removed inbox/alice/tmp/m.999.dead" in line for line in logs), what="log")
+    finally:
+        daemon.stop()
+        thread.join(timeout=10)

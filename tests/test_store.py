@@ -338,3 +338,22 @@ def test_a_batch_with_one_bad_message_delivers_nothing(room: Mailroom) -> None:
     with pytest.raises(NotFound):
         store.deliver_many(room, [good, bad])
     assert list((room.inbox("bob") / "new").iterdir()) == []
+
+
+def test_stale_tmp_files_of_dead_writers_are_removed_after_36_hours(room: Mailroom, run: Run) -> None:
+    tmp = room.inbox("bob") / "tmp"
+    stale = drop(tmp, "m1.4242.dead", b"half a mess")
+    backdate(stale, store.STALE_TMP_SECONDS + 60)
+    link = tmp / "m2.4242.link"
+    link.symlink_to(room.root / "mailslot.yaml")  # removing the link leaves its target alone
+    backdate(link, store.STALE_TMP_SECONDS + 60)
+    young = drop(tmp, "m3.4243.writing", b"in flight")
+    backdate(young, store.STALE_TMP_SECONDS - 600)
+    folder = tmp / "a-directory"
+    folder.mkdir()
+    backdate(folder, store.STALE_TMP_SECONDS + 60)
+    result = run("fsck", "--fix")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp.iterdir()) == ["a-directory", "m3.4243.writing"]
+    assert (room.root / "mailslot.yaml").is_file()
+    assert store.clean_tmp(room) == []  # nothing left to remove
