@@ -497,53 +497,27 @@ def environ(**values: str) -> Iterator[None]:
 
 def profile_cli(root: Path, agent: str, *args: str) -> cProfile.Profile:
     """Run one CLI command in-process under cProfile (stdout discarded; imports already paid)."""
-    from mailslot.cli import main
+    from mailslot.cli import run  # main() without its final os._exit
 
     prof = cProfile.Profile()
-    argv = sys.argv
     with (
         environ(MAILSLOT_ROOT=str(root), MAILSLOT_AGENT=agent),
         open(os.devnull, "w") as null,
         contextlib.redirect_stdout(null),
     ):
-        sys.argv = ["mailslot", *args]
         try:
             prof.enable()
-            main()
-        except SystemExit:
-            pass
+            run(list(args))
         finally:
             prof.disable()
-            sys.argv = argv
     return prof
 
 
 IMPORT_CHECK = r"""
 import json, os, sys
 out = os.environ.pop("BENCH_IMPORTS_OUT")
-from mailslot.cli import main
-sys.argv = ["mailslot", *json.loads(sys.argv[1])]
-code = 0
-real_exit, me = os._exit, os.getpid()
-
-
-class Exited(BaseException):
-    pass
-
-
-def exit_here(status):  # main() ends with os._exit; the probe needs to look around first
-    if os.getpid() != me:  # the forked committer: exit for real
-        real_exit(status)
-    raise Exited(status)
-
-
-os._exit = exit_here
-try:
-    main()
-except Exited as e:
-    code = e.args[0]
-except SystemExit as e:
-    code = e.code
+from mailslot.cli import run
+code = run(json.loads(sys.argv[1]))  # main() without its final os._exit
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"git", "libtmux", "watchdog", "frontmatter"})
 with open(out, "w") as fh:
     json.dump({"code": code, "heavy": heavy, "modules": len(sys.modules)}, fh)

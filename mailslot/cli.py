@@ -478,27 +478,32 @@ def fsck(ctx: click.Context, fix: bool, as_json: bool) -> None:
 
 
 def main() -> None:
-    """The console script. It answers first and commits afterwards, in a forked child, so agents
-    never wait for git; ``MAILSLOT_SYNC=1`` commits before exiting instead.
+    """The console script: :func:`run`, then exit at once (``os._exit`` after flushing the output).
 
-    A finished command exits at once (``os._exit`` after flushing its output): tearing down the
-    interpreter's modules costs ~13 ms and mailslot has nothing to clean up at exit (no atexit
-    handlers; files are closed, thread pools shut down, by the code that opened them)."""
-    if not os.environ.get("MAILSLOT_SYNC"):
-        store.defer_commits()
-    try:
-        cli(prog_name="mailslot")
-        code = 0
-    except SystemExit as e:
-        code = _exit_code(e.code)
-    finally:
-        store.commit_deferred()
+    Tearing down the interpreter's modules costs ~13 ms and mailslot has nothing to clean up at exit
+    (no atexit handlers; files are closed, thread pools shut down, by the code that opened them)."""
+    code = run()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe or a full disk: the output did not get out
             code = code or 1
     os._exit(code)
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run one command line and return its exit code. It answers first and commits afterwards, in a
+    forked child, so agents never wait for git; ``MAILSLOT_SYNC=1`` commits before returning."""
+    if not os.environ.get("MAILSLOT_SYNC"):
+        store.defer_commits()
+    try:
+        cli(args, prog_name="mailslot")
+        code = 0
+    except SystemExit as e:
+        code = _exit_code(e.code)
+    finally:
+        store.commit_deferred()
+    return code
 
 
 def _exit_code(code: object) -> int:
