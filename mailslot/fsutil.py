@@ -42,15 +42,8 @@ def write_all_new(items: list[tuple[Path, bytes]]) -> None:
     created: list[Path] = []
 
     def write(path: Path, data: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        write_new(path, data)  # removes its own file if it fails
         created.append(path)  # list.append is atomic: safe from the writer threads
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     try:
         if len(items) < PARALLEL_MIN:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import Result
-from conftest import git_out
+from conftest import MAILSLOT, git_out
 
 from mailslot import names
 from mailslot.cli import cli
+from mailslot.errors import NotFound
 from mailslot.mailroom import MARKER, Mailroom
 from mailslot.message import parse
 
@@ -593,3 +596,23 @@ def test_inbox_lists_the_oldest_page_and_says_how_many_more_wait(room: Mailroom,
     assert [m["id"] for m in second[:2]] == ids[2:4] and second[2] == {"more": 1}
     last = run("inbox", "--limit", "0", agent="bob").stdout.splitlines()
     assert [line.split()[0] for line in last] == ids[4:]
+
+
+def test_the_console_script_flushes_its_output_and_passes_on_exit_codes(room: Mailroom) -> None:
+    """``main()`` ends with ``os._exit``: the output still gets out, and each error keeps its code."""
+    env = {**os.environ, "MAILSLOT_AGENT": "alice", "MAILSLOT_ROOT": str(room.root)}
+
+    def console(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([MAILSLOT, *args], env=env, capture_output=True, text=True, timeout=30)
+
+    sent = console("send", "bob", "-s", "flushed", "-m", "x")
+    assert sent.returncode == 0 and names.MESSAGE_ID_RE.fullmatch(sent.stdout.split()[0]), sent
+    missing = console("send", "zed", "-s", "nobody", "-m", "x")
+    assert missing.returncode == NotFound.exit_code and missing.stdout == ""
+    assert missing.stderr.startswith("mailslot: ") and len(missing.stderr.splitlines()) == 1
+    usage = console("send")
+    assert usage.returncode == 2 and "Usage: mailslot send" in usage.stderr
+    listing = console("inbox", "-a", "bob", "--json")
+    assert listing.returncode == 0 and json.loads(listing.stdout)["subject"] == "flushed"
+    agents = console("agents")  # commits nothing: no fork (which flushes first) before the exit
+    assert agents.returncode == 0 and {"alice", "bob", "carol"} <= set(agents.stdout.split()), agents
