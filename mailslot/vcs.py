@@ -223,7 +223,8 @@ def commit_pending(room: Mailroom, *, timeout: float = 60.0, mine: Path | None =
                 return None
             paths = _indexable(room, sorted({p for e in entries for p in e.paths}))
             message, author = _message(entries)
-            if _head(room) is None:  # the first commit: nothing to build on
+            head = _head(room)  # read before the staging starts: see _Stager.before_head_moves
+            if head is None:  # the first commit: nothing to build on
                 _update_index(room, paths)
                 sha = _retrying(room, lambda: _commit_index(room, message, author))
             else:
@@ -231,7 +232,14 @@ def commit_pending(room: Mailroom, *, timeout: float = 60.0, mine: Path | None =
                 # human's `git commit` meanwhile includes this mail; stage again if a human's git
                 # rewrote the index from an older copy while HEAD moved
                 stage = _Stager(room, paths)
-                sha = _retrying(room, lambda: _commit_changed(room, paths, message, author, stage.finish))
+                first = [head]
+
+                def attempt() -> str | None:
+                    stage.again = not first  # HEAD moved, or something else failed: stage again
+                    base = first.pop() if first else _head(room)
+                    return _commit_changed(room, base, paths, message, author, stage.before_head_moves)
+
+                sha = _retrying(room, attempt)
                 stage.finish()
                 if paths and _index_stamp(room) != stage.stamp:
                     _update_index(room, paths)
@@ -282,11 +290,15 @@ def _head(room: Mailroom) -> tuple[str, str] | None:
 
 
 def _commit_changed(
-    room: Mailroom, paths: list[str], message: str, author: str, before_head_moves: Callable[[], None]
+    room: Mailroom,
+    head: tuple[str, str] | None,
+    paths: list[str],
+    message: str,
+    author: str,
+    before_head_moves: Callable[[], None],
 ) -> str | None:
     from mailslot import trees
 
-    head = _head(room)
     if head is None or not paths:
         return None
     return trees.commit_paths(room, head[0], head[1], paths, message, author, before_head_moves)
@@ -298,6 +310,7 @@ class _Stager:
     def __init__(self, room: Mailroom, paths: list[str]) -> None:
         self.room, self.paths = room, paths
         self.stamp: tuple[int, int, int] | None = None
+        self.again = False  # set for every attempt after the first
         self.proc: subprocess.Popen[bytes] | None = None
         if paths:
             self.proc = subprocess.Popen(
@@ -318,6 +331,16 @@ class _Stager:
             self.proc = None
             if failed:
                 _update_index(self.room, self.paths)
+            self.stamp = _index_stamp(self.room)
+
+    def before_head_moves(self) -> None:
+        """Called before each attempt moves HEAD. A retry may mean HEAD moved since the staging began,
+        perhaps by a `git commit` that read the index before this staging (git commit reads first,
+        locks after): it then wrote that older index back, without this mail. Staging again before
+        the next attempt keeps a human's next commit from deleting the mail from HEAD."""
+        self.finish()
+        if self.again:
+            _update_index(self.room, self.paths)
             self.stamp = _index_stamp(self.room)
 
 
