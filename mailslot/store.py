@@ -184,13 +184,17 @@ def _files(folder: Path) -> list[Path]:
     return [folder / name for name in _names(folder)]
 
 
-def scan_inbox(room: Mailroom, agent: str, *, seen: bool | None = False) -> Iterator[Stored | Problem]:
-    """Messages in an inbox: unseen (``seen=False``), seen (True) or both (None), oldest first."""
+def scan_inbox(
+    room: Mailroom, agent: str, *, seen: bool | None = False, listing: dict[str, list[str]] | None = None
+) -> Iterator[Stored | Problem]:
+    """Messages in an inbox: unseen (``seen=False``), seen (True) or both (None), oldest first.
+
+    ``listing`` gives the names of ``new``/``cur`` already read (see :func:`inbox_page`)."""
     box = room.inbox(agent)
     folders = {False: ["new"], True: ["cur"], None: ["new", "cur"]}[seen]
     first: dict[str, Path] = {}
     for sub in folders:
-        for name in _names(box / sub):
+        for name in listing[sub] if listing is not None else _names(box / sub):
             path = box / sub / name
             item = _stored(path, agent, sub == "cur")
             if isinstance(item, Stored):
@@ -363,12 +367,14 @@ def inbox_page(
     found: list[Stored] = []
     problems: list[Problem] = []
     box = room.inbox(agent)
-    total = sum(len(_names(box / sub)) for sub in (("new", "cur") if include_seen else ("new",)))
-    consumed = 0
-    for item in scan_inbox(room, agent, seen=None if include_seen else False):
+    folders = ("new", "cur") if include_seen else ("new",)
+    listing = {sub: _names(box / sub) for sub in folders}  # one listing: `more` counts from it
+    more = 0
+    for item in scan_inbox(room, agent, seen=None if include_seen else False, listing=listing):
         if limit is not None and len(found) >= limit:
+            order = [box / sub / name for sub in folders for name in listing[sub]]
+            more = len(order) - order.index(item.path)  # this one and those after it
             break
-        consumed += 1
         if isinstance(item, Problem):
             if item.reason != "vanished":
                 problems.append(item)
@@ -381,7 +387,7 @@ def inbox_page(
         moved = {s.message.id: s for s in mark_seen(room, unseen, agent)}
         found = [moved.get(s.message.id, s) if not s.seen else s for s in found]
     commit(room)
-    return Page(found, problems, max(total - consumed, 0))
+    return Page(found, problems, more)
 
 
 def find(room: Mailroom, mid: str, reader: str | None = None) -> Stored:

@@ -357,3 +357,27 @@ def test_stale_tmp_files_of_dead_writers_are_removed_after_36_hours(room: Mailro
     assert sorted(p.name for p in tmp.iterdir()) == ["a-directory", "m3.4243.writing"]
     assert (room.root / "mailslot.yaml").is_file()
     assert store.clean_tmp(room) == []  # nothing left to remove
+
+
+@pytest.mark.parametrize("limit", [None, 3])
+def test_inbox_counts_what_is_left_from_its_own_listing(
+    room: Mailroom, monkeypatch: pytest.MonkeyPatch, limit: int | None
+) -> None:
+    """Another reader takes a message while this one scans: `more` counts only what is still listed
+    after the page, never the message that left (it once printed "(+1 more)" with nothing left)."""
+    msgs = [compose(sender="alice", to=["bob"], subject=f"m{i}", body="x") for i in range(5)]
+    store.deliver_many(room, msgs)
+    new = room.inbox("bob") / "new"
+    taken = new / sorted(p.name for p in new.iterdir())[1]
+    real = store._names
+
+    def other_reader_right_after(folder: Path) -> list[str]:
+        listed = real(folder)
+        if taken.exists():  # another reader moves it to cur/ just after this one listed new/
+            os.rename(taken, room.inbox("bob") / "cur" / taken.name)
+        return listed
+
+    monkeypatch.setattr(store, "_names", other_reader_right_after)
+    page = store.inbox_page(room, "bob", limit=limit)
+    assert len(page.found) == (4 if limit is None else 3) and not page.problems
+    assert page.more == (0 if limit is None else 1)
